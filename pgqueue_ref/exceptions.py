@@ -1,0 +1,179 @@
+"""Every error pgqueue_ref raises, and the one place driver errors become ours.
+
+The tree::
+
+    PgQueueError
+    ├── ConnectorException            the database or its driver failed
+    │   ├── ConnectionFailed          could not connect (names host and port)
+    │   ├── AlreadyEnqueued           a waiting job already holds this queueing lock
+    │   ├── ExternalConnectionError   configure(connection=...) cannot be used here
+    │   └── ConnectorNotOpen          a query before app.open() / open_async()
+    ├── ConfigurationError            the library was set up wrongly
+    │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
+    │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
+    │   └── SyncCallInAsyncContext    a blocking call from inside a running event loop
+    ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
+    └── TaskNotFound                  a job names a task its worker does not know
+
+Drivers raise their own classes (``psycopg.Error``, ``psycopg2.Error``,
+``asyncpg.PostgresError``, ``sqlalchemy.exc.DBAPIError``, ``OSError``...).
+:func:`translate` maps any of them to the tree above by its SQLSTATE, through
+the single table :data:`SQLSTATE_CLASSES`; the connector base class applies it
+around every call, so no connector module repeats it. The driver's exception
+stays available as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "SQLSTATE_CLASSES",
+    "AlreadyEnqueued",
+    "AutocommitRequired",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "ConnectorException",
+    "ConnectorNotOpen",
+    "ExternalConnectionError",
+    "PgQueueError",
+    "SyncCallInAsyncContext",
+    "SyncConnectorConfigurationError",
+    "TaskNotFound",
+    "UnserializableArguments",
+    "translate",
+]
+
+
+class PgQueueError(Exception):
+    """Base class of every error raised by pgqueue_ref."""
+
+
+class ConnectorException(PgQueueError):
+    """The database, or the driver talking to it, reported an error.
+
+    ``sqlstate`` is PostgreSQL's five-character error code when there is one.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class ConnectionFailed(ConnectorException):
+    """The server could not be reached, or refused us (e.g. a wrong password)."""
+
+
+class AlreadyEnqueued(ConnectorException):
+    """A waiting job already holds this queueing lock (PgQueuer: dedupe key)."""
+
+
+class ExternalConnectionError(ConnectorException):
+    """``configure(connection=...)`` with a connector or a connection that cannot do it."""
+
+
+class ConnectorNotOpen(ConnectorException):
+    """The connector was used before it was opened."""
+
+
+class ConfigurationError(PgQueueError):
+    """pgqueue_ref was set up in a way that cannot work."""
+
+
+class SyncConnectorConfigurationError(ConfigurationError):
+    """A worker was asked of a connector that can only defer jobs."""
+
+
+class AutocommitRequired(ConfigurationError):
+    """A Queue-face driver was handed a psycopg connection without autocommit."""
+
+
+class SyncCallInAsyncContext(ConfigurationError):
+    """A blocking method was called where it would block the running event loop."""
+
+
+class UnserializableArguments(PgQueueError, TypeError):
+    """Task arguments must be JSON: this one is not."""
+
+
+class TaskNotFound(PgQueueError):
+    """A job names a task that the worker running it does not have."""
+
+
+# SQLSTATE (or its two-character class) -> our exception. Looked up by the
+# full code first, then by the class: "23505" before "23", "28P01" before "28".
+SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
+    "08": ConnectionFailed,  # connection exception
+    "28": ConnectionFailed,  # invalid authorization (wrong password, no such user)
+    "3D000": ConnectionFailed,  # the database does not exist
+    "57P01": ConnectionFailed,  # admin shutdown: pg_terminate_backend, server stop
+    "57P02": ConnectionFailed,  # crash shutdown
+    "57P03": ConnectionFailed,  # cannot connect now (starting up)
+}
+
+# The unique index that enforces queueing locks (see sql/schema.sql).
+QUEUEING_LOCK_INDEX = "pgqueue_jobs_queueing_lock_idx"
+
+# Modules whose exceptions are driver errors, by top-level package name.
+_DRIVER_PACKAGES = frozenset(
+    {"psycopg", "psycopg2", "psycopg_pool", "asyncpg", "aiopg", "sqlalchemy"}
+)
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    # psycopg 3 and asyncpg call it sqlstate; psycopg2 (and so aiopg) pgcode.
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _constraint(error: BaseException) -> str | None:
+    # asyncpg puts it on the exception; psycopg 3 and psycopg2 under .diag.
+    name = getattr(error, "constraint_name", None)
+    if name is None:
+        name = getattr(getattr(error, "diag", None), "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    # SQLAlchemy wraps the DBAPI error in .orig.
+    orig: Any = getattr(error, "orig", None)
+    return orig if isinstance(orig, BaseException) else error
+
+
+def _looks_like_connection_error(error: BaseException) -> bool:
+    # psycopg and psycopg2 raise OperationalError without a SQLSTATE when the
+    # server cannot be reached; asyncpg and the pools name the class so.
+    name = type(error).__name__
+    return name == "OperationalError" or "Connection" in name or name == "PoolTimeout"
+
+
+def is_driver_error(error: BaseException) -> bool:
+    """Whether ``error`` comes from a database driver (and so needs translating)."""
+    if isinstance(error, PgQueueError):
+        return False
+    if isinstance(error, (OSError, EOFError)):  # refused connection, dropped socket
+        return True
+    return type(error).__module__.split(".")[0] in _DRIVER_PACKAGES
+
+
+def translate(error: BaseException) -> PgQueueError:
+    """Map a driver's exception to ours. The caller raises it ``from error``."""
+    if isinstance(error, PgQueueError):
+        return error
+    inner = _unwrap(error)
+    sqlstate = _sqlstate(inner)
+    message = str(inner).strip() or type(inner).__name__
+    if sqlstate == "23505" and _constraint(inner) == QUEUEING_LOCK_INDEX:
+        return AlreadyEnqueued(
+            "a job with this queueing lock is already waiting; the new one was not deferred "
+            f"({message.splitlines()[0]})",
+            sqlstate=sqlstate,
+        )
+    cls: type[ConnectorException] = ConnectorException
+    if sqlstate is not None:
+        cls = SQLSTATE_CLASSES.get(sqlstate) or SQLSTATE_CLASSES.get(
+            sqlstate[:2], ConnectorException
+        )
+    elif isinstance(inner, (OSError, EOFError)) or _looks_like_connection_error(inner):
+        cls = ConnectionFailed
+    return cls(f"{type(inner).__name__}: {message}", sqlstate=sqlstate)

@@ -1,0 +1,156 @@
+"""What a job is, on its way in (:class:`JobSpec`) and on its way out (:class:`Job`).
+
+Both faces share these: the App face fills ``args`` (JSON), the Queue face
+fills ``payload`` (bytes). The functions here turn them into the columns of
+``pgqueue_jobs`` and back, the same way for every driver.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import UnserializableArguments
+
+__all__ = ["Face", "Job", "JobSpec", "Status", "dump_args", "job_from_row", "schedule_in_seconds"]
+
+
+class Status(enum.StrEnum):
+    """The ``status`` column. A job moves todo → doing → succeeded | failed,
+    and back to todo when it is retried or handed back."""
+
+    TODO = "todo"
+    DOING = "doing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
+
+
+class Face(enum.StrEnum):
+    """Which API wrote a job; each face's workers fetch only their own."""
+
+    APP = "app"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to defer, before it has an id."""
+
+    task_name: str
+    queue: str = "default"
+    args: str = "{}"  # JSON text, from dump_args()
+    payload: bytes | None = None
+    priority: int = 0
+    lock: str | None = None
+    queueing_lock: str | None = None
+    schedule_at: datetime.datetime | None = None
+    schedule_in: float | None = None  # seconds from now, computed by the server's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as a worker claimed it."""
+
+    id: int
+    task_name: str
+    queue: str = "default"
+    args: dict[str, Any] = field(default_factory=dict)
+    payload: bytes | None = None
+    priority: int = 0
+    attempts: int = 0  # including the current one
+    lock: str | None = None
+    queueing_lock: str | None = None
+    scheduled_at: datetime.datetime | None = None
+    created_at: datetime.datetime | None = None
+
+    @property
+    def entrypoint(self) -> str:
+        """PgQueuer's name for the task name."""
+        return self.task_name
+
+
+def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
+    """Serialise task arguments to JSON text, or say exactly which one cannot be.
+
+    NaN and infinities are refused too: they are not JSON, and PostgreSQL's
+    ``jsonb`` would reject them later, after the caller has moved on.
+    """
+    try:
+        return json.dumps(kwargs, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        pass
+    for name, value in kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise UnserializableArguments(
+                f"argument {name!r} of task {task_name!r} is not JSON serialisable: "
+                f"{_describe(value)} ({error}). Task arguments are stored as JSON; "
+                "pass plain str, int, float, bool, None, list or dict values."
+            ) from None
+    raise UnserializableArguments(  # a key that is not a string, say
+        f"the arguments of task {task_name!r} are not JSON serialisable; "
+        "pass keyword arguments whose values are plain JSON values."
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the float {value!r}"
+    return f"a value of type {type(value).__name__}"
+
+
+def schedule_in_seconds(schedule_in: Mapping[str, float] | datetime.timedelta) -> float:
+    """``{"seconds": 30}`` or a timedelta, as seconds."""
+    if isinstance(schedule_in, datetime.timedelta):
+        return schedule_in.total_seconds()
+    try:
+        return datetime.timedelta(**schedule_in).total_seconds()
+    except TypeError as error:
+        raise TypeError(
+            f"schedule_in={dict(schedule_in)!r} is not valid: use timedelta keywords, "
+            'e.g. {"seconds": 30} or {"minutes": 5}'
+        ) from error
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    """Build a Job from a ``fetch_jobs`` row, whatever driver returned it."""
+    payload = row["payload"]
+    if payload is not None and not isinstance(payload, bytes):
+        payload = bytes(payload)  # psycopg2 and aiopg return memoryview for bytea
+    return Job(
+        id=row["id"],
+        task_name=row["task_name"],
+        queue=row["queue"],
+        args=json.loads(row["args"]),
+        payload=payload,
+        priority=row["priority"],
+        attempts=row["attempts"],
+        lock=row["lock"],
+        queueing_lock=row["queueing_lock"],
+        scheduled_at=row["scheduled_at"],
+        created_at=row["created_at"],
+    )
+
+
+def spec_columns(face: Face, specs: Sequence[JobSpec]) -> dict[str, Any]:
+    """The parameters of the ``defer_jobs`` query: one array per column."""
+    return {
+        "face": face.value,
+        "queues": [s.queue for s in specs],
+        "task_names": [s.task_name for s in specs],
+        "args": [s.args for s in specs],
+        "payloads": [s.payload for s in specs],
+        "priorities": [s.priority for s in specs],
+        "locks": [s.lock for s in specs],
+        "queueing_locks": [s.queueing_lock for s in specs],
+        "schedule_ats": [s.schedule_at for s in specs],
+        "schedule_ins": [s.schedule_in for s in specs],
+    }

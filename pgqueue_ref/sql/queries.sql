@@ -1,0 +1,154 @@
+-- Every statement pgqueue_ref sends, one source for every driver.
+--
+-- Each query starts with a "-- name: <name>" line; pgqueue_ref.sql loads them
+-- into a dict. Parameters are written %(name)s, the style psycopg, psycopg2
+-- and aiopg take as is; for asyncpg, pgqueue_ref.sql.paramstyle rewrites them
+-- to $1, $2, ... Every parameter carries an explicit cast (::text[], ...) so
+-- that every driver sends the same types, whatever it would have guessed.
+
+-- name: defer_jobs
+-- One statement defers one job or ten thousand: each column arrives as one
+-- array, and unnest() zips the arrays back into rows. The round trip and the
+-- plan are paid once per batch, not once per job. Arguments arrive as JSON
+-- text (the library serialises them) so no driver needs a JSON adapter.
+-- A job without a schedule gets scheduled_at NULL: "as soon as possible".
+INSERT INTO pgqueue_jobs
+    (face, queue, task_name, args, payload, priority, lock, queueing_lock, scheduled_at)
+SELECT %(face)s::text, queue, task_name, args::jsonb, payload, priority, lock, queueing_lock,
+       coalesce(schedule_at, now() + make_interval(secs => schedule_in))
+FROM unnest(
+    %(queues)s::text[],
+    %(task_names)s::text[],
+    %(args)s::text[],
+    %(payloads)s::bytea[],
+    %(priorities)s::integer[],
+    %(locks)s::text[],
+    %(queueing_locks)s::text[],
+    %(schedule_ats)s::timestamptz[],
+    %(schedule_ins)s::float8[]
+) AS job(queue, task_name, args, payload, priority, lock, queueing_lock, schedule_at, schedule_in)
+RETURNING id;
+
+-- name: fetch_jobs
+-- Claim up to `limit` waiting jobs for one worker, in one round trip.
+-- FOR UPDATE SKIP LOCKED is what makes a table a queue: rows another worker
+-- is claiming right now are skipped instead of waited for, so workers never
+-- block each other and never claim the same job. The claim (status 'doing',
+-- our worker_id) commits with the statement, so a job is never held by an
+-- open transaction while it runs.
+-- A job with a lock waits while an earlier job with the same lock is waiting
+-- or running: jobs sharing a lock run one at a time, in id order, even when
+-- several workers fetch at once (the earlier job is 'todo' or 'doing' in
+-- every concurrent snapshot until it finishes).
+-- RETURNING gives rows in no particular order; the caller sorts them.
+WITH candidates AS (
+    SELECT id
+    FROM pgqueue_jobs AS job
+    WHERE status = 'todo'
+      AND face = %(face)s::text
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(task_names)s::text[] IS NULL OR task_name = ANY(%(task_names)s::text[]))
+      AND (scheduled_at IS NULL OR scheduled_at <= now())
+      AND (lock IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pgqueue_jobs AS earlier
+            WHERE earlier.lock = job.lock
+              AND earlier.status IN ('todo', 'doing')
+              AND earlier.id < job.id))
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgqueue_jobs AS job
+SET status = 'doing',
+    attempts = job.attempts + 1,
+    worker_id = %(worker_id)s::bigint,
+    started_at = now()
+FROM candidates
+WHERE job.id = candidates.id
+RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
+          job.priority, job.attempts, job.lock, job.queueing_lock,
+          job.scheduled_at, job.created_at;
+
+-- name: finish_jobs
+-- Every way out of 'doing', for a whole batch of jobs in one statement: the
+-- worker buffers outcomes and flushes them together. Each row says the new
+-- status; 'todo' means "run again" (a retry after retry_in seconds, or a job
+-- handed back unstarted at shutdown, which also gives its attempt back).
+-- The status = 'doing' guard leaves alone a job that was meanwhile handed to
+-- another worker because this one looked dead.
+UPDATE pgqueue_jobs AS job
+SET status = done.status,
+    error = coalesce(done.error, job.error),
+    attempts = job.attempts - CASE WHEN done.handed_back THEN 1 ELSE 0 END,
+    scheduled_at = CASE WHEN done.status = 'todo'
+                        THEN now() + make_interval(secs => done.retry_in)
+                        ELSE job.scheduled_at END,
+    started_at = CASE WHEN done.handed_back THEN NULL ELSE job.started_at END,
+    finished_at = CASE WHEN done.status = 'todo' THEN NULL ELSE now() END,
+    worker_id = NULL
+FROM unnest(
+    %(ids)s::bigint[],
+    %(statuses)s::text[],
+    %(errors)s::text[],
+    %(retry_ins)s::float8[],
+    %(handed_backs)s::boolean[]
+) AS done(id, status, error, retry_in, handed_back)
+WHERE job.id = done.id
+  AND job.status = 'doing'
+RETURNING job.id;
+
+-- name: register_worker
+INSERT INTO pgqueue_workers (name) VALUES (%(name)s::text) RETURNING id;
+
+-- name: heartbeat
+-- No row back means another worker found us dead and took our jobs back.
+UPDATE pgqueue_workers SET heartbeat_at = now() WHERE id = %(worker_id)s::bigint RETURNING id;
+
+-- name: unregister_worker
+DELETE FROM pgqueue_workers WHERE id = %(worker_id)s::bigint;
+
+-- name: requeue_stalled_jobs
+-- A worker whose heartbeat is older than `stalled_after` seconds is dead:
+-- delete its row and put its 'doing' jobs (running or only fetched) back to
+-- 'todo' so another worker runs them. Their attempt stays counted.
+-- A 'doing' job whose worker row is gone altogether is handed back as well.
+WITH dead AS (
+    DELETE FROM pgqueue_workers
+    WHERE heartbeat_at < now() - make_interval(secs => %(stalled_after)s::float8)
+    RETURNING id
+)
+UPDATE pgqueue_jobs AS job
+SET status = 'todo', worker_id = NULL, started_at = NULL,
+    error = 'requeued: its worker stopped sending heartbeats'
+WHERE job.status = 'doing'
+  AND (job.worker_id IN (SELECT id FROM dead)
+       OR NOT EXISTS (SELECT 1 FROM pgqueue_workers AS w WHERE w.id = job.worker_id))
+RETURNING job.id;
+
+-- name: job_status
+SELECT status FROM pgqueue_jobs WHERE id = %(id)s::bigint;
+
+-- name: get_jobs
+-- For people and tests: the newest jobs first, optionally of one queue.
+SELECT id, face, queue, task_name, args::text AS args, payload, priority, status,
+       attempts, lock, queueing_lock, error, scheduled_at, created_at, started_at, finished_at
+FROM pgqueue_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY id DESC
+LIMIT %(limit)s::integer;
+
+-- name: status_counts
+SELECT face, queue, status, count(*) AS count
+FROM pgqueue_jobs
+GROUP BY face, queue, status
+ORDER BY face, queue, status;
+
+-- name: cancel_job
+-- Only a waiting job can be cancelled outright; a running one is asked to
+-- abort (abort=true) and its task sees the flag.
+UPDATE pgqueue_jobs
+SET status = CASE WHEN status = 'todo' THEN 'cancelled' ELSE status END,
+    abort_requested = abort_requested OR (status = 'doing' AND %(abort)s::boolean),
+    finished_at = CASE WHEN status = 'todo' THEN now() ELSE finished_at END
+WHERE id = %(id)s::bigint AND status IN ('todo', 'doing')
+RETURNING id, status;

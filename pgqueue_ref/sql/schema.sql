@@ -1,0 +1,89 @@
+-- The whole pgqueue_ref schema. Both faces (App and Queue) write these tables
+-- and one worker engine serves them.
+--
+-- Applying it twice is harmless: every statement is IF NOT EXISTS or
+-- CREATE OR REPLACE. It contains no percent sign, so every driver can run it
+-- as one plain string, parameter style or not (a test pins this).
+
+-- One row per job, from deferral until it is deleted by the user.
+CREATE TABLE IF NOT EXISTS pgqueue_jobs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Which API wrote the job, and so which workers serve it: 'app' jobs are
+    -- run by App workers (JSON args), 'queue' jobs by PgQueuer-style consumers
+    -- (bytes payload). Neither face's worker ever fetches the other's jobs.
+    face          text        NOT NULL DEFAULT 'app' CHECK (face IN ('app', 'queue')),
+    queue         text        NOT NULL DEFAULT 'default',
+    task_name     text        NOT NULL,          -- PgQueuer calls it the entrypoint
+    args          jsonb       NOT NULL DEFAULT '{}',
+    payload       bytea,
+    priority      integer     NOT NULL DEFAULT 0, -- higher runs first
+    status        text        NOT NULL DEFAULT 'todo'
+                  CHECK (status IN ('todo', 'doing', 'succeeded', 'failed', 'cancelled', 'aborted')),
+    scheduled_at  timestamptz,                   -- NULL: as soon as possible
+    attempts      integer     NOT NULL DEFAULT 0, -- incremented when a worker claims the job
+    lock          text,                          -- jobs sharing a lock run one at a time, in id order
+    queueing_lock text,                          -- PgQueuer calls it the dedupe key
+    worker_id     bigint,                        -- the worker holding the job while 'doing'
+    abort_requested boolean   NOT NULL DEFAULT false,
+    error         text,                          -- the last failure, kept for the user
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    finished_at   timestamptz
+);
+
+-- The fetch reads only waiting jobs, in the order it runs them: a partial
+-- index keeps it small however many finished jobs the table holds.
+CREATE INDEX IF NOT EXISTS pgqueue_jobs_fetch_idx
+    ON pgqueue_jobs (priority DESC, id)
+    WHERE status = 'todo';
+
+-- At most one waiting job per queueing lock: the second defer fails with a
+-- unique violation on this index, which becomes AlreadyEnqueued.
+CREATE UNIQUE INDEX IF NOT EXISTS pgqueue_jobs_queueing_lock_idx
+    ON pgqueue_jobs (queueing_lock)
+    WHERE status = 'todo' AND queueing_lock IS NOT NULL;
+
+-- The fetch asks "does an earlier job with my lock still wait or run?".
+CREATE INDEX IF NOT EXISTS pgqueue_jobs_lock_idx
+    ON pgqueue_jobs (lock, id)
+    WHERE status IN ('todo', 'doing') AND lock IS NOT NULL;
+
+-- Finding the jobs of a dead worker.
+CREATE INDEX IF NOT EXISTS pgqueue_jobs_worker_idx
+    ON pgqueue_jobs (worker_id)
+    WHERE status = 'doing';
+
+-- One row per running worker. The worker updates heartbeat_at every few
+-- seconds; a row whose heartbeat is old belongs to a worker that died, and its
+-- 'doing' jobs are handed back to the queue. One heartbeat per worker, not one
+-- per job, so a busy worker does not pay a write for every job it runs.
+CREATE TABLE IF NOT EXISTS pgqueue_workers (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name         text        NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Wake listening workers when jobs arrive. The trigger is per statement, not
+-- per row: a batch of 10,000 jobs sends one notification per queue, not
+-- 10,000. The payload is '<face>:<queue>' so a worker can ignore queues it
+-- does not serve. NOTIFY is transactional: it is sent when the inserting
+-- transaction commits, never before and never after a rollback.
+CREATE OR REPLACE FUNCTION pgqueue_notify_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    target record;
+BEGIN
+    FOR target IN SELECT DISTINCT face, queue FROM inserted WHERE status = 'todo' LOOP
+        PERFORM pg_notify('pgqueue_ref', target.face || ':' || target.queue);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+-- A trigger with a transition table cannot be created IF NOT EXISTS before
+-- PostgreSQL 14's CREATE OR REPLACE TRIGGER; use that (PostgreSQL >= 14).
+CREATE OR REPLACE TRIGGER pgqueue_jobs_notify
+    AFTER INSERT ON pgqueue_jobs
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION pgqueue_notify_inserted();
