@@ -1,0 +1,241 @@
+"""Queue operations, written once for every connector and driver.
+
+Each operation is a :class:`Call`: a named query from ``sql/queries.sql``, its
+parameters, and how to read the rows it returns. :class:`JobManager` runs a
+call on its connector; its async and blocking methods are twins of one line
+each, so the logic exists once. Both faces (App and Queue) and the worker
+engine go through here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .connector import BaseConnector, Row, require_async
+from .exceptions import AlreadyEnqueued
+from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
+from .sql import QUERIES, SCHEMA, Query
+
+__all__ = ["Call", "JobManager", "Outcome"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One round trip: a query, its parameters, and what to make of the rows."""
+
+    query: Query
+    params: dict[str, Any]
+    result: Callable[[list[Row]], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a job left 'doing'. ``status`` TODO means "run it again"."""
+
+    job_id: int
+    status: Status
+    error: str | None = None
+    retry_in: float = 0.0  # seconds, when status is TODO
+    handed_back: bool = False  # never started: give the attempt back
+
+
+def _ids(rows: list[Row]) -> list[int]:
+    return [row["id"] for row in rows]
+
+
+def _nothing(rows: list[Row]) -> None:
+    return None
+
+
+# -- the calls --------------------------------------------------------------
+
+
+def defer_call(face: Face, specs: Sequence[JobSpec]) -> Call[list[int]]:
+    return Call(QUERIES["defer_jobs"], spec_columns(face, specs), _ids)
+
+
+def fetch_call(
+    face: Face,
+    worker_id: int,
+    limit: int,
+    queues: Sequence[str] | None,
+    task_names: Sequence[str] | None,
+) -> Call[list[Job]]:
+    params = {
+        "face": face.value,
+        "worker_id": worker_id,
+        "limit": limit,
+        "queues": list(queues) if queues is not None else None,
+        "task_names": list(task_names) if task_names is not None else None,
+    }
+    # RETURNING has no order: run in the order the fetch chose them.
+    return Call(
+        QUERIES["fetch_jobs"], params, lambda rows: sorted(map(job_from_row, rows), key=_run_order)
+    )
+
+
+def _run_order(job: Job) -> tuple[int, int]:
+    return (-job.priority, job.id)
+
+
+def finish_call(outcomes: Sequence[Outcome]) -> Call[list[int]]:
+    params = {
+        "ids": [o.job_id for o in outcomes],
+        "statuses": [o.status.value for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "retry_ins": [o.retry_in for o in outcomes],
+        "handed_backs": [o.handed_back for o in outcomes],
+    }
+    return Call(QUERIES["finish_jobs"], params, _ids)
+
+
+def _one_id(rows: list[Row]) -> int:
+    return int(rows[0]["id"])
+
+
+def _status(rows: list[Row]) -> Status | None:
+    return Status(rows[0]["status"]) if rows else None
+
+
+# -- the manager ------------------------------------------------------------
+
+
+class JobManager:
+    """Runs :class:`Call` objects on a connector, async or blocking."""
+
+    def __init__(self, connector: BaseConnector) -> None:
+        self.connector = connector
+
+    async def run_async(self, call: Call[T], connection: Any = None) -> T:
+        rows = await require_async(self.connector).fetch_all_async(
+            call.query.sql, call.params, connection=connection
+        )
+        return call.result(rows)
+
+    def run(self, call: Call[T], connection: Any = None) -> T:
+        rows = self.connector.fetch_all(call.query.sql, call.params, connection=connection)
+        return call.result(rows)
+
+    # -- deferring ----------------------------------------------------------
+
+    async def defer_async(
+        self, face: Face, specs: Sequence[JobSpec], connection: Any = None
+    ) -> list[int]:
+        return await self.run_async(defer_call(face, specs), connection) if specs else []
+
+    def defer(self, face: Face, specs: Sequence[JobSpec], connection: Any = None) -> list[int]:
+        return self.run(defer_call(face, specs), connection) if specs else []
+
+    # -- the worker's side --------------------------------------------------
+
+    async def fetch_async(
+        self,
+        face: Face,
+        worker_id: int,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        task_names: Sequence[str] | None = None,
+    ) -> list[Job]:
+        return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names))
+
+    async def finish_async(self, outcomes: Sequence[Outcome]) -> None:
+        """Record outcomes in one statement; if a retry collides with a queueing
+        lock, record them one by one so that only the colliding job is affected."""
+        if not outcomes:
+            return
+        try:
+            await self.run_async(finish_call(outcomes))
+        except AlreadyEnqueued:
+            for outcome in outcomes:
+                await self._finish_one_async(outcome)
+
+    async def _finish_one_async(self, outcome: Outcome) -> None:
+        try:
+            await self.run_async(finish_call([outcome]))
+        except AlreadyEnqueued:
+            # Another job with the same queueing lock was deferred while this one
+            # ran: that job will do the work, so this one stops here, and says why.
+            logger.warning("job %s not requeued: its queueing lock is taken", outcome.job_id)
+            await self.run_async(
+                finish_call(
+                    [
+                        dataclasses.replace(
+                            outcome,
+                            status=Status.CANCELLED if outcome.handed_back else Status.FAILED,
+                            error=(outcome.error or "")
+                            + " (not requeued: another job with its queueing lock is waiting)",
+                        )
+                    ]
+                )
+            )
+
+    async def register_worker_async(self, name: str) -> int:
+        return await self.run_async(Call(QUERIES["register_worker"], {"name": name}, _one_id))
+
+    async def heartbeat_async(self, worker_id: int) -> bool:
+        """Returns False if our worker row is gone (another worker found us dead)."""
+        return await self.run_async(Call(QUERIES["heartbeat"], {"worker_id": worker_id}, bool))
+
+    async def unregister_worker_async(self, worker_id: int) -> None:
+        await self.run_async(Call(QUERIES["unregister_worker"], {"worker_id": worker_id}, _nothing))
+
+    async def requeue_stalled_async(self, stalled_after: float) -> list[int]:
+        return await self.run_async(
+            Call(QUERIES["requeue_stalled_jobs"], {"stalled_after": stalled_after}, _ids)
+        )
+
+    # -- looking at jobs ----------------------------------------------------
+
+    async def job_status_async(self, job_id: int, connection: Any = None) -> Status | None:
+        return await self.run_async(
+            Call(QUERIES["job_status"], {"id": job_id}, _status), connection
+        )
+
+    def job_status(self, job_id: int, connection: Any = None) -> Status | None:
+        return self.run(Call(QUERIES["job_status"], {"id": job_id}, _status), connection)
+
+    async def cancel_async(
+        self, job_id: int, *, abort: bool = False, connection: Any = None
+    ) -> Status | None:
+        return await self.run_async(
+            Call(QUERIES["cancel_job"], {"id": job_id, "abort": abort}, _status), connection
+        )
+
+    def cancel(self, job_id: int, *, abort: bool = False, connection: Any = None) -> Status | None:
+        return self.run(
+            Call(QUERIES["cancel_job"], {"id": job_id, "abort": abort}, _status), connection
+        )
+
+    async def list_jobs_async(self, queue: str | None = None, limit: int = 100) -> list[Row]:
+        return await self.run_async(
+            Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit}, list)
+        )
+
+    def list_jobs(self, queue: str | None = None, limit: int = 100) -> list[Row]:
+        return self.run(Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit}, list))
+
+    async def status_counts_async(self) -> list[Row]:
+        return await self.run_async(Call(QUERIES["status_counts"], {}, list))
+
+    def status_counts(self) -> list[Row]:
+        return self.run(Call(QUERIES["status_counts"], {}, list))
+
+
+class SchemaManager:
+    """Applies ``sql/schema.sql``; safe to run any number of times."""
+
+    def __init__(self, connector: BaseConnector) -> None:
+        self.connector = connector
+
+    async def apply_schema_async(self) -> None:
+        await require_async(self.connector).execute_async(SCHEMA)
+
+    def apply_schema(self) -> None:
+        self.connector.execute(SCHEMA)
