@@ -1,0 +1,237 @@
+"""The App face: procrastinate's API over pgqueue_ref's engine.
+
+::
+
+    app = App(connector=PsycopgConnector(conninfo=dsn))
+
+    @app.task(name="add", queue="math", retry=3)
+    async def add(a, b):
+        return a + b
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        await add.defer_async(a=1, b=2)
+        await app.run_worker_async(wait=False)  # drain the queue, then return
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Generator, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self, overload
+
+from .connector import BaseConnector, require_async
+from .exceptions import SyncCallInAsyncContext, TaskNotFound
+from .jobs import Face, Job
+from .manager import JobManager, SchemaManager
+from .retry import RetryStrategy, retry_strategy
+from .tasks import JobContext, JobDeferrer, Task, TaskDefinition
+from .worker import Runnable, Worker, WorkerStats
+
+__all__ = ["App"]
+
+logger = logging.getLogger(__name__)
+
+
+class App:
+    """Tasks, a connector, and the worker that runs the tasks' jobs."""
+
+    def __init__(
+        self, *, connector: BaseConnector, worker_defaults: Mapping[str, Any] | None = None
+    ) -> None:
+        self.connector = connector
+        #: Default keyword arguments of run_worker / run_worker_async.
+        self.worker_defaults: dict[str, Any] = dict(worker_defaults or {})
+        self._registry: dict[str, TaskDefinition] = {}
+
+    # The managers follow the connector, so replace_connector() swaps them too.
+    @property
+    def job_manager(self) -> JobManager:
+        return JobManager(self.connector)
+
+    @property
+    def schema_manager(self) -> SchemaManager:
+        return SchemaManager(self.connector)
+
+    # -- tasks --------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        retry: bool | int | RetryStrategy | None = None,
+        pass_context: bool = False,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self,
+        func: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        retry: bool | int | RetryStrategy | None = None,
+        pass_context: bool = False,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., retry=3)``.
+
+        ``retry=3`` allows up to 3 more attempts after the first one.
+        """
+
+        def register(func: Callable[..., Any]) -> Task:
+            definition = TaskDefinition(
+                func=func,
+                name=name or f"{func.__module__}.{func.__qualname__}",
+                queue=queue,
+                priority=priority,
+                lock=lock,
+                queueing_lock=queueing_lock,
+                retry=retry_strategy(retry),
+                pass_context=pass_context,
+            )
+            if definition.name in self._registry:
+                logger.debug("task %r redefined", definition.name)  # re-running a notebook cell
+            self._registry[definition.name] = definition
+            return Task(definition, self)
+
+        return register if func is None else register(func)
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        """Every registered task, bound to this app (a snapshot)."""
+        return {name: Task(definition, self) for name, definition in self._registry.items()}
+
+    def configure_task(self, name: str, **options: Any) -> JobDeferrer:
+        """Defer a task by name, e.g. one defined in code this process does not import."""
+        definition = self._registry.get(name) or TaskDefinition(func=_not_here, name=name)
+        return JobDeferrer(self, definition, **options)
+
+    # -- several apps over one set of tasks ------------------------------------
+
+    def with_connector(self, connector: BaseConnector) -> App:
+        """A second app over the same tasks, deferring through ``connector``."""
+        other = App(connector=connector, worker_defaults=self.worker_defaults)
+        other._registry = self._registry  # shared: a task registered on either is seen by both
+        return other
+
+    @contextlib.contextmanager
+    def replace_connector(self, connector: BaseConnector) -> Iterator[App]:
+        """Use ``connector`` inside the block, then the old one again."""
+        old, self.connector = self.connector, connector
+        try:
+            yield self
+        finally:
+            self.connector = old
+
+    # -- opening and closing ----------------------------------------------------
+
+    def open(self, pool_or_engine: Any = None) -> App:
+        """Open the connector (blocking). Also a context manager: ``with app.open(): ...``.
+
+        A pool or engine handed in is used, and never closed by us.
+        """
+        self.connector.open(pool_or_engine)
+        return self
+
+    def close(self) -> None:
+        self.connector.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open_async(self, pool: Any = None) -> _AsyncOpening:
+        """``await app.open_async()``, or ``async with app.open_async(): ...``."""
+        return _AsyncOpening(self, pool)
+
+    async def close_async(self) -> None:
+        await require_async(self.connector).close_async()
+
+    # -- the worker ---------------------------------------------------------------
+
+    def prepare(self, job: Job) -> Runnable:
+        """The worker's question: what does running this job mean? (JobHandler)"""
+        definition = self._registry.get(job.task_name)
+        if definition is None:
+            raise TaskNotFound(
+                f"job {job.id} asks for task {job.task_name!r}, which this worker's app does not have "
+                f"(it has: {', '.join(sorted(self._registry)) or 'no tasks'}). Register it with "
+                "@app.task(name=...) in the code the worker imports."
+            )
+        args = (JobContext(job, self),) if definition.pass_context else ()
+        return Runnable(definition.func, args, job.args, definition.is_async, definition.retry)
+
+    def worker(self, **options: Any) -> Worker:
+        """A worker for this app's jobs; ``run_worker_async`` runs one."""
+        self.connector.check_can_run_worker()
+        return Worker(
+            manager=self.job_manager,
+            face=Face.APP,
+            handler=self,
+            **{**self.worker_defaults, **options},
+        )
+
+    async def run_worker_async(self, **options: Any) -> WorkerStats:
+        """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return.
+
+        In a notebook, cancelling the cell (or the task) stops it gracefully.
+        """
+        return await self.worker(**options).run()
+
+    def run_worker(self, **options: Any) -> WorkerStats:
+        """Blocking twin of run_worker_async, for scripts (not inside a running loop)."""
+        self.connector.check_can_run_worker()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_worker_async(**options))
+        raise SyncCallInAsyncContext(
+            "run_worker() blocks, and it was called inside a running event loop (a notebook, "
+            "an async function): use 'await app.run_worker_async(...)' there instead."
+        )
+
+
+def _not_here(**kwargs: Any) -> None:
+    raise TaskNotFound("this task was deferred by name; it runs only where its code is registered")
+
+
+class _AsyncOpening:
+    """What ``app.open_async()`` returns: awaitable, and an async context manager."""
+
+    def __init__(self, app: App, pool: Any) -> None:
+        self.app, self.pool = app, pool
+
+    async def _open(self) -> App:
+        await require_async(self.app.connector).open_async(self.pool)
+        return self.app
+
+    def __await__(self) -> Generator[Any, None, App]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> App:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.app.close_async()

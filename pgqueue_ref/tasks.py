@@ -1,0 +1,176 @@
+"""Tasks of the App face: what ``@app.task`` makes, and how a job is deferred.
+
+A task has two halves. Its :class:`TaskDefinition` (the function and its
+options) lives in a registry that apps made by ``app.with_connector(...)``
+share. A :class:`Task` is that definition *bound to one app*: deferring through
+it uses that app's connector. procrastinate binds the task object to the first
+app once and for all, so deferring through a second app silently used the
+first app's connector; binding per app is what avoids that trap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .jobs import Face, Job, JobSpec, dump_args, schedule_in_seconds
+from .retry import RetryStrategy
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["JobContext", "JobDeferrer", "Task", "TaskDefinition"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    func: Callable[..., Any]
+    name: str
+    queue: str = "default"
+    priority: int = 0
+    lock: str | None = None
+    queueing_lock: str | None = None
+    retry: RetryStrategy | None = None
+    pass_context: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """Given as first argument to tasks declared with ``pass_context=True``."""
+
+    job: Job
+    app: App
+
+
+class JobDeferrer:
+    """A task with per-job options, from ``task.configure(...)``; defers on demand."""
+
+    def __init__(
+        self,
+        app: App,
+        definition: TaskDefinition,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        schedule_at: datetime.datetime | None = None,
+        schedule_in: Mapping[str, float] | datetime.timedelta | None = None,
+        connection: Any = None,
+    ) -> None:
+        if schedule_at is not None and schedule_in is not None:
+            raise ValueError("give schedule_at or schedule_in, not both")
+        if schedule_at is not None and schedule_at.tzinfo is None:
+            raise ValueError(
+                f"schedule_at={schedule_at!r} has no time zone, so it is ambiguous: "
+                "use an aware datetime, e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+            )
+        queue = definition.queue if queue is None else queue
+        if not isinstance(queue, str) or not queue:
+            raise ValueError(f"queue={queue!r}: a queue name is a non-empty string")
+        priority = definition.priority if priority is None else priority
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"priority={priority!r}: expected an int (higher runs first)")
+        self.app = app
+        self.definition = definition
+        self.connection = connection
+        self._template = JobSpec(
+            task_name=definition.name,
+            queue=queue,
+            priority=priority,
+            lock=definition.lock if lock is None else lock,
+            queueing_lock=definition.queueing_lock if queueing_lock is None else queueing_lock,
+            schedule_at=schedule_at,
+            schedule_in=None if schedule_in is None else schedule_in_seconds(schedule_in),
+        )
+
+    def job_spec(self, task_kwargs: Mapping[str, Any]) -> JobSpec:
+        """The row this deferrer would insert for these arguments."""
+        return dataclasses.replace(
+            self._template, args=dump_args(self.definition.name, task_kwargs)
+        )
+
+    def _specs(self, kwargs_list: tuple[Mapping[str, Any], ...]) -> list[JobSpec]:
+        for kwargs in kwargs_list:
+            if not isinstance(kwargs, Mapping):
+                raise TypeError(f"batch_defer takes one dict of arguments per job; got {kwargs!r}")
+        return [self.job_spec(kwargs) for kwargs in kwargs_list]
+
+    async def defer_async(self, **task_kwargs: Any) -> int:
+        """Defer one job; returns its id."""
+        (job_id,) = await self.app.job_manager.defer_async(
+            Face.APP, [self.job_spec(task_kwargs)], self.connection
+        )
+        return job_id
+
+    def defer(self, **task_kwargs: Any) -> int:
+        (job_id,) = self.app.job_manager.defer(
+            Face.APP, [self.job_spec(task_kwargs)], self.connection
+        )
+        return job_id
+
+    async def batch_defer_async(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
+        """Defer one job per dict of arguments, in one statement; returns their ids."""
+        return await self.app.job_manager.defer_async(
+            Face.APP, self._specs(task_kwargs), self.connection
+        )
+
+    def batch_defer(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
+        return self.app.job_manager.defer(Face.APP, self._specs(task_kwargs), self.connection)
+
+
+class Task:
+    """A task definition bound to one app. Calling it runs the function here and now."""
+
+    def __init__(self, definition: TaskDefinition, app: App) -> None:
+        self.definition = definition
+        self.app = app
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self.definition.func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.definition.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} queue={self.definition.queue!r}>"
+
+    def configure(self, **options: Any) -> JobDeferrer:
+        """Per-job options: queue, priority, lock, queueing_lock, schedule_at,
+        schedule_in (e.g. ``{"seconds": 30}``), connection (the caller's own)."""
+        return JobDeferrer(self.app, self.definition, **options)
+
+    def defer(self, *args: Any, **task_kwargs: Any) -> int:
+        _no_positional(self.name, args)
+        return self.configure().defer(**task_kwargs)
+
+    async def defer_async(self, *args: Any, **task_kwargs: Any) -> int:
+        _no_positional(self.name, args)
+        return await self.configure().defer_async(**task_kwargs)
+
+    def batch_defer(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
+        return self.configure().batch_defer(*task_kwargs)
+
+    async def batch_defer_async(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
+        return await self.configure().batch_defer_async(*task_kwargs)
+
+
+def _no_positional(name: str, args: tuple[Any, ...]) -> None:
+    if args:
+        raise TypeError(
+            f"defer() of task {name!r} takes keyword arguments only (they are stored as a JSON "
+            f"object): write defer(name=value, ...), got {len(args)} positional"
+        )

@@ -1,0 +1,412 @@
+"""The worker engine: claims jobs in batches, runs them, records outcomes in batches.
+
+Both faces run this same loop; each supplies a :class:`JobHandler` that says
+what running a job means (the App face calls a task with its JSON arguments,
+the Queue face calls an entrypoint with the job). Its parts::
+
+    listener ──wake──▶ fetcher ──claimed jobs──▶ buffer ──▶ runners (× concurrency)
+                         ▲  one fetch_jobs per batch            │
+                         │                                      ▼ outcomes
+    heartbeat (own row; hands back dead workers' jobs)    flusher ── one finish_jobs per batch
+
+* **Fetcher.** Claims up to ``prefetch`` jobs in one ``fetch_jobs`` round trip
+  (``FOR UPDATE SKIP LOCKED``), keeps them in a local buffer, and claims more
+  when the buffer runs low. Jobs per round trip decide drain speed.
+* **Runners.** ``concurrency`` coroutines take jobs from the buffer. Async
+  tasks run on the event loop; sync tasks in a thread pool of the same size.
+* **Flusher.** Outcomes (succeeded, failed, retry) wait in a list and are
+  written by one ``finish_jobs`` statement every ``flush_interval`` seconds.
+  If the worker dies first, those jobs run again:
+  the queue promises "at least once", never "at most once".
+* **Listener.** LISTEN on the ``pgqueue_ref`` channel; a NOTIFY for one of our
+  queues wakes the fetcher at once. Without it (or while it reconnects) the
+  fetcher polls every ``polling_interval`` seconds.
+* **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
+  ``heartbeat_interval`` seconds; jobs of workers silent for ``stalled_after``
+  seconds go back to the queue.
+
+Stopping (``stop()``, task cancellation, SIGTERM in the CLI) is graceful:
+no more fetching, claimed-but-unstarted jobs are handed back, running jobs
+get ``shutdown_timeout`` seconds to finish, outcomes are flushed.
+With ``wait=False`` the worker stops by itself once no job is ready: the
+"drain" mode notebooks and tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .connector import AsyncConnector, require_async
+from .exceptions import PgQueueError, TaskNotFound
+from .jobs import Face, Job, Status
+from .manager import JobManager, Outcome
+from .retry import RetryStrategy
+
+__all__ = ["CHANNEL", "JobHandler", "Runnable", "Worker", "WorkerStats"]
+
+logger = logging.getLogger(__name__)
+
+#: The channel the schema's trigger notifies (see sql/schema.sql).
+CHANNEL = "pgqueue_ref"
+
+
+@dataclass(frozen=True, slots=True)
+class Runnable:
+    """What running one job means: call ``func(*args, **kwargs)``."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    is_async: bool = False
+    retry: RetryStrategy | None = None
+
+
+class JobHandler(Protocol):
+    """A face's part in running a job. Raises TaskNotFound for an unknown name."""
+
+    def prepare(self, job: Job) -> Runnable: ...
+
+
+@dataclass
+class WorkerStats:
+    """What one run of a worker did."""
+
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    handed_back: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        manager: JobManager,
+        face: Face,
+        handler: JobHandler,
+        queues: Sequence[str] | None = None,
+        task_names: Sequence[str] | None = None,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        wait: bool = True,
+        listen: bool = True,
+        polling_interval: float = 1.0,
+        flush_interval: float = 0.05,
+        heartbeat_interval: float = 5.0,
+        stalled_after: float = 30.0,
+        shutdown_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
+        manager.connector.check_can_run_worker()
+        self.manager = manager
+        self.connector: AsyncConnector = require_async(manager.connector)
+        self.face = face
+        self.handler = handler
+        self.queues = list(queues) if queues is not None else None
+        self.task_names = list(task_names) if task_names is not None else None
+        self.concurrency = concurrency
+        # Claimed-but-not-started jobs kept in hand. More per round trip drains
+        # faster; fewer leaves more for other workers when jobs are slow.
+        self.prefetch = prefetch if prefetch is not None else max(10, 2 * concurrency)
+        self.wait = wait
+        self.listen = listen
+        self.polling_interval = polling_interval
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.stalled_after = stalled_after
+        self.shutdown_timeout = shutdown_timeout
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stats = WorkerStats()
+        self.worker_id: int | None = None
+        #: Set once LISTEN is in place (tests wait for it before deferring).
+        self.listening = asyncio.Event()
+        self._buffer: deque[Job] = deque()
+        self._outcomes: list[Outcome] = []
+        self._busy = 0
+        self._stopping = False
+        self._wake = asyncio.Event()  # new jobs may be ready
+        self._room = asyncio.Event()  # a runner took a job, or finished one
+        self._jobs_ready = asyncio.Condition()
+        self._flush_lock = asyncio.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public ---------------------------------------------------------------
+
+    async def run(self) -> WorkerStats:
+        """Run until stopped (``wait=True``) or until no job is ready (``wait=False``)."""
+        self._loop = asyncio.get_running_loop()
+        self.worker_id = await self.manager.register_worker_async(self.name)
+        await self.manager.requeue_stalled_async(self.stalled_after)
+        background = [asyncio.create_task(self._flush_forever(), name="pgqueue_ref-flusher")]
+        if self.heartbeat_interval > 0:
+            background.append(
+                asyncio.create_task(self._heartbeat_forever(), name="pgqueue_ref-heartbeat")
+            )
+        if self.listen and self.wait:
+            background.append(
+                asyncio.create_task(self._listen_forever(), name="pgqueue_ref-listener")
+            )
+        runners = [
+            asyncio.create_task(self._run_jobs(), name=f"pgqueue_ref-runner-{i}")
+            for i in range(self.concurrency)
+        ]
+        logger.info(
+            "worker %s (id %s) started: face=%s queues=%s",
+            self.name,
+            self.worker_id,
+            self.face,
+            self.queues,
+        )
+        try:
+            await self._fetch_until_stopped()
+        finally:
+            # Also on cancellation: shut down gracefully, then let it propagate.
+            await asyncio.shield(self._shutdown(runners, background))
+        return self.stats
+
+    def stop(self) -> None:
+        """Ask for a graceful stop. Safe to call from any thread."""
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._request_stop)
+        else:
+            self._request_stop()
+
+    # -- fetcher --------------------------------------------------------------
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._room.set()
+
+    async def _fetch_until_stopped(self) -> None:
+        refill_below = max(1, self.prefetch // 2)
+        while not self._stopping:
+            if len(self._buffer) >= refill_below:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._wake.clear()
+            if await self._claim():
+                continue
+            if not self.wait:
+                if await self._drained():
+                    return
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.polling_interval)
+
+    async def _claim(self) -> int:
+        assert self.worker_id is not None
+        limit = self.prefetch - len(self._buffer)
+        jobs = await self.manager.fetch_async(
+            self.face, self.worker_id, limit, self.queues, self.task_names
+        )
+        if jobs:
+            self._buffer.extend(jobs)
+            async with self._jobs_ready:
+                self._jobs_ready.notify(len(jobs))
+        return len(jobs)
+
+    async def _drained(self) -> bool:
+        """Drain mode: nothing was ready. Done, unless running jobs may still
+        produce work (a retry) — then wait for one to finish and look again."""
+        if self._busy or self._buffer:
+            self._room.clear()
+            await self._room.wait()
+            return False
+        await self._flush()  # retries become visible to the next fetch
+        return not await self._claim()
+
+    # -- runners --------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        while True:
+            async with self._jobs_ready:
+                await self._jobs_ready.wait_for(lambda: bool(self._buffer) or self._stopping)
+                if self._stopping:
+                    return
+                job = self._buffer.popleft()
+            self._busy += 1
+            self._room.set()
+            try:
+                outcome = await self._run_one(job)
+            except asyncio.CancelledError:
+                self._record(
+                    Outcome(job.id, Status.TODO, error="interrupted: the worker was shut down")
+                )
+                raise
+            finally:
+                self._busy -= 1
+                self._room.set()
+            self._record(outcome)
+
+    async def _run_one(self, job: Job) -> Outcome:
+        try:
+            runnable = self.handler.prepare(job)
+        except TaskNotFound as error:
+            logger.error("job %s failed: %s", job.id, error)
+            return Outcome(job.id, Status.FAILED, error=str(error))
+        try:
+            if runnable.is_async:
+                await runnable.func(*runnable.args, **runnable.kwargs)
+            else:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._thread_pool(),
+                    functools.partial(runnable.func, *runnable.args, **runnable.kwargs),
+                )
+        except Exception as error:  # noqa: BLE001 - whatever a task raises fails its job, never the worker
+            return self._failure(job, runnable.retry, error)
+        return Outcome(job.id, Status.SUCCEEDED)
+
+    def _failure(self, job: Job, retry: RetryStrategy | None, error: Exception) -> Outcome:
+        text = "".join(traceback.format_exception_only(error)).strip()
+        retry_in = retry.retry_in(job.attempts, error) if retry is not None else None
+        if retry_in is None:
+            logger.error(
+                "job %s (%s) failed on attempt %s: %s",
+                job.id,
+                job.task_name,
+                job.attempts,
+                text,
+                exc_info=error,
+            )
+            return Outcome(job.id, Status.FAILED, error=text)
+        logger.warning(
+            "job %s (%s) failed on attempt %s, retrying in %ss: %s",
+            job.id,
+            job.task_name,
+            job.attempts,
+            retry_in,
+            text,
+        )
+        return Outcome(job.id, Status.TODO, error=text, retry_in=retry_in)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.concurrency, thread_name_prefix="pgqueue_ref-task"
+            )
+        return self._executor
+
+    # -- outcomes -------------------------------------------------------------
+
+    def _record(self, outcome: Outcome) -> None:
+        stats = self.stats
+        if outcome.handed_back:
+            stats.handed_back += 1
+        elif outcome.status is Status.SUCCEEDED:
+            stats.succeeded += 1
+        elif outcome.status is Status.TODO:
+            stats.retried += 1
+        else:
+            stats.failed += 1
+        self._outcomes.append(outcome)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self.manager.finish_async(batch)
+            except BaseException:
+                self._outcomes[:0] = batch  # keep them for the next flush: nothing is lost
+                raise
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self._flush()
+            except PgQueueError as error:
+                logger.warning("could not record job outcomes, will retry: %s", error)
+
+    # -- listener and heartbeat ----------------------------------------------
+
+    def _on_notify(self, payload: str) -> None:
+        face, _, queue = payload.partition(":")
+        if face == self.face and (self.queues is None or queue in self.queues):
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_listening(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.listening.set)
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.connector.listen_async(CHANNEL, self._on_notify, self._on_listening)
+            except PgQueueError as error:
+                logger.warning("LISTEN connection lost (%s); polling until it is back", error)
+            self.listening.clear()
+            self._wake.set()  # notifications may have been missed: look now
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _heartbeat_forever(self) -> None:
+        assert self.worker_id is not None
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                if not await self.manager.heartbeat_async(self.worker_id):
+                    logger.error(
+                        "worker %s was presumed dead by another worker; its jobs were requeued",
+                        self.worker_id,
+                    )
+                if await self.manager.requeue_stalled_async(self.stalled_after):
+                    self._wake.set()
+            except PgQueueError as error:
+                logger.warning("heartbeat failed: %s", error)
+
+    # -- shutdown -------------------------------------------------------------
+
+    async def _shutdown(
+        self, runners: list[asyncio.Task[None]], background: list[asyncio.Task[None]]
+    ) -> None:
+        self._request_stop()
+        # Claimed but never started: hand them back, attempt not counted.
+        while self._buffer:
+            self._record(Outcome(self._buffer.popleft().id, Status.TODO, handed_back=True))
+        async with self._jobs_ready:
+            self._jobs_ready.notify_all()
+        _, late = await asyncio.wait(runners, timeout=self.shutdown_timeout)
+        for task in late:
+            logger.warning(
+                "a job did not finish within shutdown_timeout=%ss; interrupting it",
+                self.shutdown_timeout,
+            )
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await self._flush()
+            if self.worker_id is not None:
+                await self.manager.unregister_worker_async(self.worker_id)
+        except PgQueueError as error:
+            logger.error(
+                "could not record the last outcomes (%s); their jobs will run again", error
+            )
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        logger.info("worker %s stopped: %s", self.name, self.stats)
