@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import exceptions
 from .app import App
+from .asyncpg_connector import AsyncpgConnector
 from .connector import AsyncConnector, BaseConnector, SyncConnector
 from .jobs import Job, Status
 from .psycopg_connector import PsycopgConnector
@@ -23,6 +24,7 @@ from .worker import Worker, WorkerStats
 __all__ = [
     "App",
     "AsyncConnector",
+    "AsyncpgConnector",
     "BaseConnector",
     "Job",
     "JobContext",

@@ -1,0 +1,134 @@
+"""``AsyncpgConnector``: asyncio, asyncpg, over an ``asyncpg.Pool``.
+
+Its quirks, and nothing else:
+
+* asyncpg speaks PostgreSQL's own placeholders, ``$1, $2``, not ``%(name)s``:
+  each query is rewritten once by :func:`pgqueue_ref.sql.to_numbered` and the
+  parameters are passed in that order.
+* asyncpg has no autocommit flag: a connection is in autocommit unless a
+  transaction is open (``async with conn.transaction():``).
+* Connection parameters: ``dsn=`` and/or asyncpg's keyword arguments
+  (``host=``, ``user=``...), or neither, and asyncpg reads the libpq ``PG*``
+  environment variables. Pool arguments (``min_size``, ``max_size``...) pass
+  through to ``asyncpg.create_pool``.
+* LISTEN uses ``add_listener`` on a pooled connection held for as long as a
+  worker runs (so the pool needs ``max_size >= 2``); asyncpg calls back for
+  each notification, no polling loop needed.
+
+The module-level functions do the I/O on any asyncpg connection; the Queue
+face's asyncpg drivers use them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from .connector import AsyncConnector, Params, Row
+from .exceptions import ConfigurationError
+from .sql import to_numbered
+
+__all__ = [
+    "AsyncpgConnector",
+    "check_pool_leaves_room_for_listen",
+    "execute",
+    "fetch_all",
+    "listen",
+]
+
+
+async def execute(conn: Any, query: str, params: Params) -> None:
+    """Run ``query`` (``%(name)s`` style) on an asyncpg connection, ignoring rows.
+
+    Without parameters asyncpg uses the simple protocol, which also runs
+    several statements in one string (the schema).
+    """
+    numbered, names = to_numbered(query)
+    await conn.execute(numbered, *(params[name] for name in names))
+
+
+async def fetch_all(conn: Any, query: str, params: Params) -> list[Row]:
+    """Run ``query`` (``%(name)s`` style) on an asyncpg connection; rows as dicts."""
+    numbered, names = to_numbered(query)
+    records = await conn.fetch(numbered, *(params[name] for name in names))
+    return [dict(record) for record in records]
+
+
+def check_pool_leaves_room_for_listen(pool: asyncpg.Pool, owner: str) -> None:
+    """The listener holds one pooled connection while a worker runs: keep one for queries."""
+    if pool.get_max_size() < 2:
+        raise ConfigurationError(
+            f"{owner}'s pool has max_size={pool.get_max_size()}, but a worker's LISTEN holds one "
+            "connection for as long as it runs and queries need another: use max_size >= 2."
+        )
+
+
+async def listen(
+    conn: Any, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+) -> None:
+    """LISTEN on ``conn`` until cancelled; ``add_listener`` quotes the channel itself."""
+
+    def callback(connection: Any, pid: int, channel: str, payload: str) -> None:
+        on_notify(payload)
+
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_termination(connection: Any) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    conn.add_termination_listener(on_termination)
+    await conn.add_listener(channel, callback)
+    try:
+        on_ready()
+        await lost  # until cancelled, or until the connection dies
+        raise ConnectionError("the LISTEN connection was closed")
+    finally:
+        if not conn.is_closed():
+            await conn.remove_listener(channel, callback)
+
+
+class AsyncpgConnector(AsyncConnector):
+    def __init__(self, *, dsn: str | None = None, **pool_args: Any) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._pool_args = pool_args
+        self._pool: asyncpg.Pool | None = None
+        self._owns_pool = False
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("AsyncpgConnector is not open")
+        return self._pool
+
+    async def _open(self, pool: asyncpg.Pool | None) -> None:
+        if pool is not None:
+            self._pool, self._owns_pool = pool, False
+            return
+        self._pool = await asyncpg.create_pool(self._dsn, **self._pool_args)
+        self._owns_pool = True
+
+    async def _close(self) -> None:
+        if self._pool is not None and self._owns_pool:
+            await self._pool.close()
+        self._pool = None
+
+    async def _execute(self, query: str, params: Params, connection: Any) -> None:
+        async with self.pool.acquire() as conn:
+            await execute(conn, query, params)
+
+    async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        async with self.pool.acquire() as conn:
+            return await fetch_all(conn, query, params)
+
+    async def _listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        # The LISTEN holds one pooled connection for as long as the worker runs.
+        check_pool_leaves_room_for_listen(self.pool, type(self).__name__)
+        async with self.pool.acquire() as conn:
+            await listen(conn, channel, on_notify, on_ready)
