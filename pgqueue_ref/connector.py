@@ -50,6 +50,7 @@ __all__ = [
 T = TypeVar("T")
 Params = Mapping[str, Any]
 Row = dict[str, Any]
+_Method = Callable[[str, Params, Any], Coroutine[Any, Any, T]]  # _execute or _fetch_all
 
 
 @contextlib.contextmanager
@@ -168,7 +169,9 @@ class _LoopBridge:
       async callers alike send their coroutines to it.
 
     A blocking call from inside L itself would wait for L while blocking L: it
-    raises :class:`SyncCallInAsyncContext` instead, naming the ``_async`` method.
+    raises :class:`SyncCallInAsyncContext` instead, pointing to the ``_async`` twins.
+    A caller's own connection (``configure(connection=...)``) belongs to the
+    caller's loop, so queries on it never go through the bridge.
     """
 
     def __init__(self) -> None:
@@ -200,7 +203,7 @@ class _LoopBridge:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
-    def run_blocking(self, coro: Coroutine[Any, Any, T], method: str) -> T:
+    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -208,9 +211,10 @@ class _LoopBridge:
         if self.loop is None or self.loop is running:
             coro.close()
             raise SyncCallInAsyncContext(
-                f"{method}() blocks, and it was called inside the running event loop that the "
-                f"connector was opened in (a notebook, an async function): use "
-                f"'await ...{method}_async()' there instead."
+                "a blocking call (defer(), batch_defer(), apply_schema(), open()...) was made "
+                "inside the running event loop the connector belongs to (a notebook, an async "
+                "function): it would wait for that loop while blocking it. Use its _async twin "
+                "there, e.g. 'await task.defer_async(...)' or 'await app.open_async()'."
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
@@ -246,7 +250,7 @@ class AsyncConnector(BaseConnector):
         """Blocking open, for sync code: the pool lives in a private loop thread."""
         self._bridge.start_private_loop()
         try:
-            self._bridge.run_blocking(self._open_translated(pool), "open")
+            self._bridge.run_blocking(self._open_translated(pool))
         except BaseException:
             self._bridge.stop_private_loop()
             raise
@@ -254,11 +258,11 @@ class AsyncConnector(BaseConnector):
 
     def close(self) -> None:
         if self._bridge.is_private:
-            self._bridge.run_blocking(self._close_translated(), "close")
+            self._bridge.run_blocking(self._close_translated())
             self._bridge.stop_private_loop()
             self._is_open = False
         elif self._is_open:
-            self._bridge.run_blocking(self.close_async(), "close")
+            self._bridge.run_blocking(self.close_async())
 
     async def _open_translated(self, pool: Any) -> None:
         with translated_errors():
@@ -273,12 +277,12 @@ class AsyncConnector(BaseConnector):
     async def execute_async(
         self, query: str, params: Params | None = None, *, connection: Any = None
     ) -> None:
-        await self._bridge.run_async(self._call(self._execute, query, params, connection))
+        await self._dispatch_async(self._execute, query, params, connection)
 
     async def fetch_all_async(
         self, query: str, params: Params | None = None, *, connection: Any = None
     ) -> list[Row]:
-        return await self._bridge.run_async(self._call(self._fetch_all, query, params, connection))
+        return await self._dispatch_async(self._fetch_all, query, params, connection)
 
     async def fetch_one_async(
         self, query: str, params: Params | None = None, *, connection: Any = None
@@ -289,14 +293,12 @@ class AsyncConnector(BaseConnector):
     # -- queries, blocking twins (see _LoopBridge) -------------------------
 
     def execute(self, query: str, params: Params | None = None, *, connection: Any = None) -> None:
-        self._bridge.run_blocking(self._call(self._execute, query, params, connection), "execute")
+        self._dispatch_blocking(self._execute, query, params, connection)
 
     def fetch_all(
         self, query: str, params: Params | None = None, *, connection: Any = None
     ) -> list[Row]:
-        return self._bridge.run_blocking(
-            self._call(self._fetch_all, query, params, connection), "fetch_all"
-        )
+        return self._dispatch_blocking(self._fetch_all, query, params, connection)
 
     def fetch_one(
         self, query: str, params: Params | None = None, *, connection: Any = None
@@ -304,9 +306,28 @@ class AsyncConnector(BaseConnector):
         rows = self.fetch_all(query, params, connection=connection)
         return rows[0] if rows else None
 
+    async def _dispatch_async(
+        self, method: _Method[T], query: str, params: Params | None, connection: Any
+    ) -> T:
+        coro = self._call(method, query, params, connection)
+        if connection is not None:
+            return await coro  # the caller's connection belongs to the caller's loop
+        return await self._bridge.run_async(coro)
+
+    def _dispatch_blocking(
+        self, method: _Method[T], query: str, params: Params | None, connection: Any
+    ) -> T:
+        if connection is not None:
+            self._check_external_connection(connection)
+            raise ExternalConnectionError(
+                f"{type(self).__name__} uses the caller's {self.external_connection_type} with "
+                "await: call defer_async() / batch_defer_async() with configure(connection=...)."
+            )
+        return self._bridge.run_blocking(self._call(method, query, params, connection))
+
     async def _call(
         self,
-        method: Callable[[str, Params, Any], Coroutine[Any, Any, T]],
+        method: _Method[T],
         query: str,
         params: Params | None,
         connection: Any,
