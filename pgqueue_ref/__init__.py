@@ -11,6 +11,9 @@ queries (``manager``, ``sql/*.sql``) → one module per driver (``*_connector``)
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from . import exceptions
 from .app import App
 from .asyncpg_connector import AsyncpgConnector
@@ -37,3 +40,11 @@ __all__ = [
     "WorkerStats",
     "exceptions",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # `pgqueue_ref.embedded` without importing it (and testing.postgresql) up front:
+    # only the kit's entry points and notebooks need the throwaway server.
+    if name == "embedded":
+        return importlib.import_module(f"{__name__}.embedded")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -167,3 +167,11 @@ async def test_await_open_async_then_close(dsn: str) -> None:
     app = pgqueue_ref.App(connector=pgqueue_ref.PsycopgConnector(conninfo=dsn))
     assert await app.open_async() is app
     await app.close_async()
+
+
+def test_embedded_is_reachable_from_the_package_without_importing_it_first() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, pgqueue_ref; assert 'pgqueue_ref.embedded' not in sys.modules; pgqueue_ref.embedded.default_dsn"
+    subprocess.run([sys.executable, "-c", code], check=True)

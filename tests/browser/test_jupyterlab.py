@@ -1,0 +1,172 @@
+"""The kit as a person uses it: JupyterLab in a real (headless) Chromium.
+
+Starts JupyterLab on 127.0.0.1, opens the quickstart notebook, runs all cells
+through JupyterLab's own "Run All" command, checks that every code cell ran
+and that none shows an error (except cells tagged ``raises-exception``), and
+saves a screenshot to ``artifacts/``.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` and the ``browser`` extra
+(selenium). Without them the test is skipped, saying so; CI installs them and
+sets ``PGQUEUE_REF_REQUIRE_BROWSER=1``, which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = "notebooks/01-quickstart.ipynb"
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[browser]')"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return f"{path} not found (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    missing = _missing()
+    if missing:
+        if os.environ.get("PGQUEUE_REF_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test is required here, but {missing}")
+        pytest.skip(missing)
+    settings = tmp_path_factory.mktemp("lab-settings")
+    notification = (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = (ARTIFACTS / "jupyterlab.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+         "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: _answers(f"{base}/api/status?token={token}"), 60, "JupyterLab to start")
+        yield f"{base}/lab/tree/{NOTEBOOK}?token={token}"
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_for(predicate: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise TimeoutError(f"waited {seconds} s for {what}")
+
+
+# Reads the open notebook's model: for each code cell, its execution count,
+# whether it expects an error, and the errors it shows.
+CELLS_JS = """
+const panel = window.jupyterapp.shell.currentWidget;
+if (!panel || !panel.content || !panel.sessionContext || !panel.sessionContext.session) { return null; }
+const kernel = panel.sessionContext.session.kernel;
+const cells = [];
+for (const cell of panel.content.widgets) {
+  if (cell.model.type !== 'code') { continue; }
+  const outputs = cell.model.outputs.toJSON();
+  cells.push({
+    count: cell.model.executionCount,
+    expectsError: (cell.model.getMetadata('tags') || []).includes('raises-exception'),
+    errors: outputs.filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue),
+  });
+}
+return {status: kernel ? kernel.status : 'none', cells: cells};
+"""
+
+
+def test_quickstart_runs_in_jupyterlab(lab: str) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={ARTIFACTS / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(lab)
+        _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()"), 90,
+                  "the notebook and its kernel")  # fmt: skip
+        _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()")["status"] == "idle",
+                  90, "the kernel to be idle")  # fmt: skip
+        # Clear the stored outputs first, so that what we read afterwards is this run's.
+        driver.execute_script(
+            "return window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
+            ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
+        )
+
+        seen: list[Any] = []
+
+        def finished() -> Any:
+            state = driver.execute_script(f"return (function(){{{CELLS_JS}}})()")
+            seen[:] = [state]
+            ran = all(cell["count"] is not None for cell in state["cells"])
+            stopped = any(cell["errors"] and not cell["expectsError"] for cell in state["cells"])
+            return state if (ran or stopped) and state["status"] == "idle" else None
+
+        try:
+            state = _wait_for(
+                finished,
+                float(os.environ.get("PGQUEUE_REF_BROWSER_TIMEOUT", "180")),
+                "every cell to run",
+            )
+        except TimeoutError as error:
+            driver.save_screenshot(str(ARTIFACTS / "jupyterlab-quickstart.png"))
+            raise AssertionError(f"{error}; last seen: {seen}") from None
+        driver.save_screenshot(str(ARTIFACTS / "jupyterlab-quickstart.png"))
+    finally:
+        driver.quit()
+
+    assert state["cells"], "the notebook has no code cells"
+    unexpected = [
+        cell["errors"] for cell in state["cells"] if cell["errors"] and not cell["expectsError"]
+    ]
+    assert unexpected == []
+    assert all(cell["errors"] for cell in state["cells"] if cell["expectsError"])
