@@ -50,6 +50,10 @@ def _ids(rows: list[Row]) -> list[int]:
     return [row["id"] for row in rows]
 
 
+def _names(rows: list[Row]) -> list[str]:
+    return [row["name"] for row in rows]
+
+
 def _nothing(rows: list[Row]) -> None:
     return None
 
@@ -239,3 +243,8 @@ class SchemaManager:
 
     def apply_schema(self) -> None:
         self.connector.execute(SCHEMA)
+
+    async def missing_tables_async(self) -> list[str]:
+        """The schema's tables, indexes and functions that the database lacks."""
+        call = Call(QUERIES["missing_schema_objects"], {}, _names)
+        return await JobManager(self.connector).run_async(call)

@@ -152,3 +152,10 @@ SET status = CASE WHEN status = 'todo' THEN 'cancelled' ELSE status END,
     finished_at = CASE WHEN status = 'todo' THEN now() ELSE finished_at END
 WHERE id = %(id)s::bigint AND status IN ('todo', 'doing')
 RETURNING id, status;
+
+-- name: missing_schema_objects
+-- What `schema check` reports: every object the schema creates that is not here.
+SELECT name
+FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
+                  'pgqueue_jobs_queueing_lock_idx', 'pgqueue_notify_inserted()']) AS name
+WHERE CASE WHEN right(name, 2) = '()' THEN to_regprocedure(name)::oid ELSE to_regclass(name)::oid END IS NULL;

@@ -1,0 +1,157 @@
+"""Each command of ``python -m pgqueue_ref``, run as a subprocess against a real database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Db = Callable[..., list[tuple[Any, ...]]]
+
+
+def run(
+    *args: str, dsn: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_REF_DSN" and not k.startswith("PG")}
+    if dsn is not None:
+        env["PGQUEUE_REF_DSN"] = dsn
+    return subprocess.run([sys.executable, "-m", "pgqueue_ref", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def app_module(tmp_path: Path, dsn: str) -> Path:
+    """A user's module with an app and two tasks; each run is recorded in a table."""
+    (tmp_path / "shop.py").write_text(
+        textwrap.dedent(f"""
+        import time
+        import psycopg
+        import pgqueue_ref
+
+        app = pgqueue_ref.App(connector=pgqueue_ref.PsycopgConnector(conninfo={dsn!r}))
+
+        @app.task(name="shop.ship", queue="orders")
+        def ship(order_id):
+            with psycopg.connect({dsn!r}, autocommit=True) as conn:
+                conn.execute("INSERT INTO shipped VALUES (%s)", [order_id])
+
+        @app.task(name="shop.slow")
+        def slow(seconds):
+            time.sleep(seconds)
+    """)
+    )
+    return tmp_path
+
+
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("schema", "defer", "worker", "status", "jobs", "embedded", "demo", "bench"):
+        assert command in result.stdout
+
+
+def test_schema_check_then_apply(empty_dsn: str) -> None:
+    before = run("schema", "check", dsn=empty_dsn)
+    assert (before.returncode, before.stdout.strip()) == (
+        1,
+        (
+            "schema missing: pgqueue_jobs, pgqueue_workers, pgqueue_jobs_fetch_idx, "
+            "pgqueue_jobs_queueing_lock_idx, pgqueue_notify_inserted() (run 'schema apply')"
+        ),
+    )
+    assert run("schema", "apply", dsn=empty_dsn).stdout.strip() == "schema applied"
+    assert run("schema", "apply", dsn=empty_dsn).returncode == 0  # idempotent
+    assert run("schema", "check", dsn=empty_dsn).stdout.strip() == "schema ok"
+
+
+def test_defer_status_and_jobs(dsn: str, db: Db) -> None:
+    result = run(
+        "defer", "shop.ship", '{"order_id": 7}', "--queue", "orders", "--priority", "5", dsn=dsn
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("job 1 deferred: shop.ship(order_id=7)")
+    assert db("SELECT queue, priority, args FROM pgqueue_jobs") == [("orders", 5, {"order_id": 7})]
+
+    status = run("status", dsn=dsn).stdout.splitlines()
+    assert status[0].split() == ["face", "queue", "status", "jobs"]
+    assert status[2].split() == ["app", "orders", "todo", "1"]
+    jobs = run("jobs", dsn=dsn).stdout
+    assert "shop.ship" in jobs and '{"order_id": 7}' in jobs
+
+
+def test_defer_refuses_bad_json_with_a_usage_error(dsn: str) -> None:
+    result = run("defer", "t", "{oops", dsn=dsn)
+    assert result.returncode == 2
+    assert "error: arguments '{oops' are not JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_a_database_says_how_to_get_one() -> None:
+    result = run("status")
+    assert result.returncode == 2
+    assert "no database configured: pass --dsn, set PGQUEUE_REF_DSN" in result.stderr
+
+
+def test_worker_drains_with_the_apps_tasks(dsn: str, db: Db, app_module: Path) -> None:
+    db("CREATE TABLE shipped (order_id int)")
+    for n in (1, 2, 3):
+        run("defer", "shop.ship", f'{{"order_id": {n}}}', "--queue", "orders", dsn=dsn)
+    result = run("--app", "shop:app", "worker", "--drain", "--concurrency", "2", cwd=app_module)
+    assert result.returncode == 0, result.stderr
+    assert "worker stopped: 3 succeeded, 0 failed" in result.stderr
+    assert db("SELECT order_id FROM shipped ORDER BY 1") == [(1,), (2,), (3,)]
+
+
+def test_worker_stops_gracefully_on_sigterm(dsn: str, db: Db, app_module: Path) -> None:
+    run("defer", "shop.slow", '{"seconds": 1}', dsn=dsn)
+    env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_REF_DSN"}
+    worker = subprocess.Popen([sys.executable, "-m", "pgqueue_ref", "--app", "shop:app", "worker"],
+                              cwd=app_module, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while db("SELECT status FROM pgqueue_jobs") != [("doing",)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=20)
+    assert worker.returncode == 0, stderr
+    assert "worker stopped: 1 succeeded" in stderr  # the running job was allowed to finish
+    assert db("SELECT status FROM pgqueue_jobs") == [("succeeded",)]
+
+
+def test_worker_needs_an_app(dsn: str) -> None:
+    result = run("worker", dsn=dsn)
+    assert result.returncode == 2
+    assert "worker needs --app package.module:app" in result.stderr
+
+
+def test_app_that_cannot_be_imported(dsn: str) -> None:
+    result = run("--app", "no_such_module:app", "status", dsn=dsn)
+    assert result.returncode == 2
+    assert "cannot import 'no_such_module'" in result.stderr
+
+
+def test_embedded_prints_a_dsn_and_stops_on_sigterm() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_REF_DSN"}
+    server = subprocess.Popen([sys.executable, "-m", "pgqueue_ref", "embedded"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert server.stdout is not None
+    dsn = server.stdout.readline().strip()
+    assert dsn.startswith("postgresql://postgres@127.0.0.1:")
+    assert run("schema", "apply", dsn=dsn).returncode == 0
+    server.send_signal(signal.SIGTERM)
+    server.wait(30)
+    assert server.returncode == 0
+    assert run("schema", "check", dsn=dsn, timeout=30).returncode != 0  # gone
+
+
+def test_demo_runs_on_its_own_server() -> None:
+    result = run("demo", "--jobs", "60", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "worker: " in result.stdout and "succeeded" in result.stdout
