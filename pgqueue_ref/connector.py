@@ -11,7 +11,7 @@ Two base classes, one per kind of driver:
 * :class:`AsyncConnector` — implement ``_open``, ``_close``, ``_execute``,
   ``_fetch_all`` and ``_listen`` as coroutines. The base class adds the public
   ``*_async`` methods, their blocking twins (so an async connector also serves
-  sync code, see :class:`_LoopBridge`), and error translation.
+  sync code, see ``_LoopBridge``), and error translation.
 * :class:`SyncConnector` — implement the same as blocking methods. Such a
   connector can defer jobs but cannot run a worker.
 

@@ -11,7 +11,7 @@ temporary folder, listening on ``127.0.0.1`` on a free port, with password-less
 exits. This is "the embedded default". Set ``PGQUEUE_REF_DSN`` to use a real
 server instead.
 
-`testing.postgresql`_ does the heavy lifting (``initdb``, starting
+testing.postgresql does the heavy lifting (``initdb``, starting
 ``postgres``, waiting until it answers, stopping it, removing the folder);
 :class:`EmbeddedPostgres` adds three things to it.
 
@@ -285,7 +285,7 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
     A :class:`testing.postgresql.Postgresql` that also runs as root, always
     creates a UTF8 cluster and keeps PostgreSQL's stock settings unless
     ``fast=True``. It starts in the constructor; use it as a context manager
-    or call :meth:`stop`::
+    or call ``stop()``::
 
         with EmbeddedPostgres(fast=True) as pg:
             psycopg.connect(pg.dsn_url)

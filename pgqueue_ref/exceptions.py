@@ -100,8 +100,8 @@ class TaskNotFound(PgQueueError):
     """A job names a task that the worker running it does not have."""
 
 
-# SQLSTATE (or its two-character class) -> our exception. Looked up by the
-# full code first, then by the class: "23505" before "23", "28P01" before "28".
+#: SQLSTATE (or its two-character class) -> our exception. Looked up by the
+#: full code first, then by the class: "23505" before "23", "28P01" before "28".
 SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
     "08": ConnectionFailed,  # connection exception
     "28": ConnectionFailed,  # invalid authorization (wrong password, no such user)
@@ -111,7 +111,7 @@ SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
     "57P03": ConnectionFailed,  # cannot connect now (starting up)
 }
 
-# The unique index that enforces queueing locks (see sql/schema.sql).
+#: The unique index that enforces queueing locks (see sql/schema.sql).
 QUEUEING_LOCK_INDEX = "pgqueue_jobs_queueing_lock_idx"
 
 # Modules whose exceptions are driver errors, by top-level package name.

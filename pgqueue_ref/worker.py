@@ -93,6 +93,17 @@ class WorkerStats:
 
 
 class Worker:
+    """Runs the jobs of one face, see the module docstring for its parts.
+
+    Made by ``app.worker(...)`` (or the Queue face's consumer); ``await
+    worker.run()`` runs it and returns its :class:`WorkerStats`; ``stop()``
+    asks for a graceful stop. The options: ``queues`` and ``task_names``
+    narrow what it fetches (None: all of its face); ``concurrency`` jobs run
+    at once; ``prefetch`` jobs at most are claimed but not yet started;
+    ``wait=False`` stops once no job is ready; ``listen=False`` relies on
+    polling alone; the intervals and timeouts are in seconds.
+    """
+
     def __init__(
         self,
         *,
