@@ -15,26 +15,32 @@ import importlib
 from types import ModuleType
 
 from . import exceptions
+from .aiopg_connector import AiopgConnector
 from .app import App
 from .asyncpg_connector import AsyncpgConnector
 from .connector import AsyncConnector, BaseConnector, SyncConnector
 from .jobs import Job, Status
+from .psycopg2_connector import Psycopg2Connector
 from .psycopg_connector import PsycopgConnector
 from .retry import RetryStrategy
+from .sync_psycopg_connector import SyncPsycopgConnector
 from .tasks import JobContext, Task
 from .worker import Worker, WorkerStats
 
 __all__ = [
+    "AiopgConnector",
     "App",
     "AsyncConnector",
     "AsyncpgConnector",
     "BaseConnector",
     "Job",
     "JobContext",
+    "Psycopg2Connector",
     "PsycopgConnector",
     "RetryStrategy",
     "Status",
     "SyncConnector",
+    "SyncPsycopgConnector",
     "Task",
     "Worker",
     "WorkerStats",

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+C = TypeVar("C")
 Params = Mapping[str, Any]
 Row = dict[str, Any]
 _Method = Callable[[str, Params, Any], Coroutine[Any, Any, T]]  # _execute or _fetch_all
@@ -77,6 +78,18 @@ class BaseConnector:
             raise ExternalConnectionError(
                 f"{type(self).__name__} does not support external connections"
             )
+
+    def _external(self, connection: Any, expected: type[C]) -> C:
+        """``connection`` if it is of the type this connector defers on, else a clear error."""
+        if not isinstance(connection, expected):
+            raise ExternalConnectionError(
+                f"{type(self).__name__} defers on a {self.external_connection_type}; "
+                f"got {type(connection).__name__}"
+            )
+        return connection
+
+    def _not_open(self, how: str) -> ConnectorNotOpen:
+        return ConnectorNotOpen(f"{type(self).__name__} is not open: call {how} first.")
 
     # Blocking I/O, which every connector offers (async ones through _LoopBridge).
     def open(self, pool: Any = None) -> None:
@@ -115,23 +128,27 @@ def require_async(connector: BaseConnector) -> AsyncConnector:
 class SyncConnector(BaseConnector):
     """Base class of blocking connectors (defer only)."""
 
+    _is_open = False
+
     def open(self, pool: Any = None) -> None:
         with translated_errors():
             self._open(pool)
+        self._is_open = True
 
     def close(self) -> None:
         with translated_errors():
             self._close()
+        self._is_open = False
 
     def execute(self, query: str, params: Params | None = None, *, connection: Any = None) -> None:
-        self._check_external_connection(connection)
+        self._check_can_query(connection)
         with translated_errors():
             self._execute(query, params or {}, connection)
 
     def fetch_all(
         self, query: str, params: Params | None = None, *, connection: Any = None
     ) -> list[Row]:
-        self._check_external_connection(connection)
+        self._check_can_query(connection)
         with translated_errors():
             return self._fetch_all(query, params or {}, connection)
 
@@ -140,6 +157,11 @@ class SyncConnector(BaseConnector):
     ) -> Row | None:
         rows = self.fetch_all(query, params, connection=connection)
         return rows[0] if rows else None
+
+    def _check_can_query(self, connection: Any) -> None:
+        self._check_external_connection(connection)
+        if not self._is_open and connection is None:
+            raise self._not_open("'app.open()'")
 
     # To implement:
     def _open(self, pool: Any) -> None:
@@ -219,6 +241,9 @@ class _LoopBridge:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
+_OPEN_ASYNC = "'await app.open_async()' (or 'app.open()' in sync code)"
+
+
 class AsyncConnector(BaseConnector):
     """Base class of asyncio connectors: they defer jobs and run workers."""
 
@@ -244,6 +269,7 @@ class AsyncConnector(BaseConnector):
         else:
             with translated_errors():
                 await self._close()
+            self._bridge.loop = None  # blocking calls now say "not open", not "wrong loop"
         self._is_open = False
 
     def open(self, pool: Any = None) -> None:
@@ -323,6 +349,8 @@ class AsyncConnector(BaseConnector):
                 f"{type(self).__name__} uses the caller's {self.external_connection_type} with "
                 "await: call defer_async() / batch_defer_async() with configure(connection=...)."
             )
+        if self._bridge.loop is None:  # never opened, or closed: no loop to run it in
+            raise self._not_open(_OPEN_ASYNC)
         return self._bridge.run_blocking(self._call(method, query, params, connection))
 
     async def _call(
@@ -334,10 +362,7 @@ class AsyncConnector(BaseConnector):
     ) -> T:
         self._check_external_connection(connection)
         if not self._is_open and connection is None:
-            raise ConnectorNotOpen(
-                f"{type(self).__name__} is not open: call 'await app.open_async()' "
-                "(or 'app.open()' in sync code) first."
-            )
+            raise self._not_open(_OPEN_ASYNC)
         with translated_errors():
             return await method(query, params or {}, connection)
 

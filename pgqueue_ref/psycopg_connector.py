@@ -26,7 +26,7 @@ import psycopg.sql
 import psycopg_pool
 
 from .connector import AsyncConnector, Params, Row
-from .exceptions import ConfigurationError, ExternalConnectionError
+from .exceptions import ConfigurationError
 
 __all__ = ["PsycopgConnector"]
 
@@ -76,16 +76,10 @@ class PsycopgConnector(AsyncConnector):
 
     async def _fetch(self, query: str, params: Params, connection: Any, *, rows: bool) -> list[Row]:
         if connection is not None:
-            return await _run(self._check_connection(connection), query, params, rows)
+            connection = self._external(connection, psycopg.AsyncConnection)
+            return await _run(connection, query, params, rows)
         async with self.pool.connection() as conn:
             return await _run(conn, query, params, rows)
-
-    def _check_connection(self, connection: Any) -> psycopg.AsyncConnection[Any]:
-        if not isinstance(connection, psycopg.AsyncConnection):
-            raise ExternalConnectionError(
-                f"PsycopgConnector defers on a psycopg.AsyncConnection; got {type(connection).__name__}"
-            )
-        return connection
 
     async def _listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]

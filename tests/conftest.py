@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import pgqueue_ref
 from pgqueue_ref.embedded import DSN_ENV, _with_dbname
@@ -87,3 +88,19 @@ def db(dsn: str) -> Callable[..., list[tuple[Any, ...]]]:
             return cursor.fetchall() if cursor.description else []
 
     return query
+
+
+@pytest.fixture
+def pg(dsn: str) -> dict[str, str]:
+    """The fresh database's connection parameters as libpq keywords: host, port, user, dbname."""
+    params = conninfo_to_dict(dsn)
+    return {key: str(params[key]) for key in ("host", "port", "user", "dbname")}
+
+
+@pytest.fixture
+def libpq_env(pg: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The fresh database in PGHOST, PGPORT, PGUSER and PGDATABASE, as a shell would export them."""
+    for key in ("host", "port", "user"):
+        monkeypatch.setenv(f"PG{key.upper()}", pg[key])
+    monkeypatch.setenv("PGDATABASE", pg["dbname"])
+    return pg

@@ -3,24 +3,90 @@
 Behaviour shared by connectors is tested once, in this folder, on the
 ``subject`` fixture below; each connector's own quirks live in its own test
 file. A new connector or driver is one new module plus one line in
-:data:`CONNECTORS`.
+:data:`CONNECTORS` (and one in :data:`EXTERNAL_CONNECTIONS` if it defers on
+the caller's own connection).
+
+The suite's results are also the table of what each connector supports,
+``docs/connectors.md``: see :mod:`.support_table`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
+import sqlalchemy
 
-from pgqueue_ref import App, AsyncConnector, AsyncpgConnector, BaseConnector, PsycopgConnector
+from pgqueue_ref import (
+    AiopgConnector,
+    App,
+    AsyncConnector,
+    AsyncpgConnector,
+    BaseConnector,
+    Psycopg2Connector,
+    PsycopgConnector,
+    SyncPsycopgConnector,
+)
+from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
+
+from . import support_table
 
 # name -> factory(dsn) of an unopened connector.
 CONNECTORS: dict[str, Callable[[str], BaseConnector]] = {
     "PsycopgConnector": lambda dsn: PsycopgConnector(conninfo=dsn),
     "AsyncpgConnector": lambda dsn: AsyncpgConnector(dsn=dsn),
+    "AiopgConnector": lambda dsn: AiopgConnector(dsn=dsn),
+    "SyncPsycopgConnector": lambda dsn: SyncPsycopgConnector(conninfo=dsn),
+    "Psycopg2Connector": lambda dsn: Psycopg2Connector(dsn=dsn),
+    "SQLAlchemyPsycopg2Connector": lambda dsn: SQLAlchemyPsycopg2Connector(dsn=dsn),
+}
+
+
+@dataclass
+class CallerConnection:
+    """The caller's own connection, in a transaction that the caller ends."""
+
+    connection: Any
+    commit: Callable[[], Awaitable[None]]
+    rollback: Callable[[], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _psycopg_async(dsn: str) -> AsyncIterator[CallerConnection]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        yield CallerConnection(conn, conn.commit, conn.rollback)
+
+
+@contextlib.asynccontextmanager
+async def _blocking(connect: Callable[[], Any]) -> AsyncIterator[CallerConnection]:
+    """A blocking driver's connection, used from async tests through threads."""
+    conn = await asyncio.to_thread(connect)
+    try:
+        yield CallerConnection(
+            conn, lambda: asyncio.to_thread(conn.commit), lambda: asyncio.to_thread(conn.rollback)
+        )
+    finally:
+        await asyncio.to_thread(conn.close)
+
+
+def _sqlalchemy_connection(dsn: str) -> sqlalchemy.engine.Connection:
+    url = sqlalchemy.engine.make_url(dsn).set(drivername="postgresql+psycopg2")
+    # NullPool: closing the connection closes the DBAPI connection, nothing lingers.
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect()
+
+
+# name -> factory(dsn) of the caller's own connection, for each connector whose
+# external_connection_type is set (configure(connection=...)).
+EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[CallerConnection]]] = {
+    "PsycopgConnector": _psycopg_async,
+    "SyncPsycopgConnector": lambda dsn: _blocking(lambda: psycopg.connect(dsn)),
+    "SQLAlchemyPsycopg2Connector": lambda dsn: _blocking(lambda: _sqlalchemy_connection(dsn)),
 }
 
 
@@ -32,45 +98,53 @@ class Subject:
     name: str
     connector: BaseConnector
     app: App
+    node: pytest.Item
 
     @property
     def is_async(self) -> bool:
         return isinstance(self.connector, AsyncConnector)
 
-    async def call(
-        self,
-        method: Callable[..., Any],
-        async_method: Callable[..., Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
+    def unsupported(self, reason: str) -> None:
+        """Record that this connector does not do what the test is about; call it
+        only after checking that the connector refuses clearly. The support table
+        shows "no" and the reason."""
+        self.node.user_properties.append((support_table.NO, reason))
+
+    def not_applicable(self, reason: str) -> None:
+        """Record that the test's question does not arise for this connector."""
+        self.node.user_properties.append((support_table.NOT_APPLICABLE, reason))
+
+    async def call(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``obj.<method>_async(...)`` on an async connector, else ``obj.<method>(...)``
+        in a thread (as a blocking application would call it)."""
         if self.is_async:
-            return await async_method(*args, **kwargs)
-        return await asyncio.to_thread(method, *args, **kwargs)
+            return await getattr(obj, f"{method}_async")(*args, **kwargs)
+        return await asyncio.to_thread(getattr(obj, method), *args, **kwargs)
 
     async def defer_job(
         self, task_name: str, options: dict[str, Any] | None = None, **task_kwargs: Any
     ) -> int:
         deferrer = self.app.configure_task(task_name, **(options or {}))
-        result: int = await self.call(deferrer.defer, deferrer.defer_async, **task_kwargs)
+        result: int = await self.call(deferrer, "defer", **task_kwargs)
         return result
 
     async def batch_defer(
         self, task_name: str, *task_kwargs: dict[str, Any], options: dict[str, Any] | None = None
     ) -> list[int]:
         deferrer = self.app.configure_task(task_name, **(options or {}))
-        result: list[int] = await self.call(
-            deferrer.batch_defer, deferrer.batch_defer_async, *task_kwargs
-        )
+        result: list[int] = await self.call(deferrer, "batch_defer", *task_kwargs)
         return result
 
     async def list_jobs(self) -> list[dict[str, Any]]:
-        manager = self.app.job_manager
-        result: list[dict[str, Any]] = await self.call(manager.list_jobs, manager.list_jobs_async)
+        result: list[dict[str, Any]] = await self.call(self.app.job_manager, "list_jobs")
+        return result
+
+    async def fetch_all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.call(self.connector, "fetch_all", query, params)
         return result
 
 
-@pytest.fixture(params=sorted(CONNECTORS))
+@pytest.fixture(params=list(CONNECTORS))
 async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Subject]:
     connector = CONNECTORS[request.param](dsn)
     app = App(connector=connector)
@@ -79,9 +153,26 @@ async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Sub
     else:
         await asyncio.to_thread(connector.open)
     try:
-        yield Subject(request.param, connector, app)
+        yield Subject(request.param, connector, app, request.node)
     finally:
         if isinstance(connector, AsyncConnector):
             await connector.close_async()
         else:
             await asyncio.to_thread(connector.close)
+
+
+# -- the support table: record each (test, connector) outcome -----------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    support_table.record(item, report)
+    return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The support-table check reads every other conformance result: run it last."""
+    items.sort(key=support_table.is_table_check)  # stable: the rest keep their order

@@ -1,0 +1,76 @@
+"""``Psycopg2Connector``: blocking, psycopg2, over a ``psycopg2.pool.ThreadedConnectionPool``.
+
+"Classic" synchronous I/O for applications that only defer jobs (a worker
+needs an async connector). Its quirks, and nothing else:
+
+* Connection parameters come as ``psycopg2.connect`` takes them: ``dsn=`` (a
+  libpq connection string or URL) and/or libpq keywords (``host=``,
+  ``user=``, ``dbname=``...), or neither, and libpq reads the ``PG*``
+  environment variables. ``minconn`` and ``maxconn`` size the pool.
+* psycopg2 opens a transaction before the first statement and waits for a
+  COMMIT; we switch each borrowed connection to autocommit instead, so that
+  each of our statements is a whole transaction in one round trip.
+* The pool does not wait for a free connection: a thread asking for one more
+  than ``maxconn`` gets "connection pool exhausted" at once. Size ``maxconn``
+  for the number of threads that defer at the same time.
+* Parameters are psycopg2's ``%(name)s``: queries are sent unchanged.
+* No external connections: ``configure(connection=...)`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2.extras
+import psycopg2.pool
+
+from .connector import Params, Row, SyncConnector
+
+__all__ = ["Psycopg2Connector"]
+
+
+class Psycopg2Connector(SyncConnector):
+    def __init__(
+        self, *, dsn: str | None = None, minconn: int = 1, maxconn: int = 10, **connect_args: Any
+    ) -> None:
+        self._dsn = dsn
+        self._minconn, self._maxconn = minconn, maxconn
+        self._connect_args = connect_args
+        self._pool: psycopg2.pool.AbstractConnectionPool | None = None
+        self._owns_pool = False
+
+    @property
+    def pool(self) -> psycopg2.pool.AbstractConnectionPool:
+        if self._pool is None:
+            raise RuntimeError("Psycopg2Connector is not open")
+        return self._pool
+
+    def _open(self, pool: psycopg2.pool.AbstractConnectionPool | None) -> None:
+        if pool is not None:
+            self._pool, self._owns_pool = pool, False
+            return
+        # Opens minconn connections at once: wrong parameters fail here.
+        self._pool = psycopg2.pool.ThreadedConnectionPool(
+            self._minconn, self._maxconn, self._dsn, **self._connect_args
+        )
+        self._owns_pool = True
+
+    def _close(self) -> None:
+        if self._pool is not None and self._owns_pool:
+            self._pool.closeall()
+        self._pool = None
+
+    def _execute(self, query: str, params: Params, connection: Any) -> None:
+        self._fetch_all(query, params, connection)
+
+    def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        pool = self.pool
+        conn = pool.getconn()
+        try:
+            conn.autocommit = True
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                cursor.execute(query, params or None)
+                # A statement without RETURNING has no result set to fetch.
+                return [dict(row) for row in cursor.fetchall()] if cursor.description else []
+        finally:
+            pool.putconn(conn)  # a broken (closed) connection is dropped, not reused

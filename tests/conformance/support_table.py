@@ -1,0 +1,151 @@
+"""``docs/connectors.md``, the table of what each connector supports, made from
+the conformance suite's own results so that it cannot drift from the code.
+
+How it stays honest:
+
+* The conformance ``conftest.py`` records the outcome of every (test,
+  connector) pair as it runs (:func:`record`): "yes" when the test passed,
+  "no" or "n/a" when it passed *after* checking that the connector refuses
+  clearly (``subject.unsupported(reason)``) or that the question does not
+  arise (``subject.not_applicable(reason)``), "FAILED" otherwise.
+* ``test_support_table.py`` runs last. When the session ran every pair, it
+  renders the table from those results (:func:`render`) and fails unless
+  ``docs/connectors.md`` is exactly that text; with ``PGQUEUE_REF_UPDATE_SUPPORT_TABLE=1``
+  in the environment (``python tools/support_table.py``) it writes the file
+  instead, and only from a run where nothing failed. When only some pairs
+  ran (``-k``, one file), it still checks that the committed table names
+  every connector and every conformance test.
+
+Rows are the conformance tests, in file order, labelled by the first line
+of their docstring; columns are the connectors of ``CONNECTORS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "DOC",
+    "NO",
+    "NOT_APPLICABLE",
+    "RESULTS",
+    "UPDATE_ENV",
+    "Cell",
+    "Row",
+    "is_table_check",
+    "record",
+    "render",
+    "rows",
+]
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
+UPDATE_ENV = "PGQUEUE_REF_UPDATE_SUPPORT_TABLE"
+YES, NO, NOT_APPLICABLE, FAILED = "yes", "no", "n/a", "FAILED"
+_TABLE_CHECK_MODULE = "test_support_table.py"
+
+
+@dataclass(frozen=True)
+class Cell:
+    outcome: str  # YES, NO, NOT_APPLICABLE or FAILED
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    test: str  # the test function's name
+    label: str  # the first line of its docstring
+
+
+#: (test function name, connector name) -> outcome, for this pytest session.
+RESULTS: dict[tuple[str, str], Cell] = {}
+
+
+def is_table_check(item: pytest.Item) -> bool:
+    return item.path.name == _TABLE_CHECK_MODULE
+
+
+def record(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Note the outcome of one conformance test on one connector."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "subject" not in callspec.params:
+        return
+    key = (getattr(item, "originalname", item.name), callspec.params["subject"])
+    if report.failed or report.skipped:  # in any phase; a skip is not an answer either
+        RESULTS[key] = Cell(FAILED, report.outcome)
+    elif report.when == "call":
+        marks = [Cell(k, str(v)) for k, v in item.user_properties if k in (NO, NOT_APPLICABLE)]
+        RESULTS[key] = marks[-1] if marks else Cell(YES)
+
+
+def rows(modules: Iterable[object]) -> list[Row]:
+    """Every test of these modules that runs on the ``subject`` fixture, in file order."""
+    found = []
+    for module in modules:
+        for name, func in vars(module).items():
+            if (
+                name.startswith("test_")
+                and inspect.isfunction(func)
+                and "subject" in inspect.signature(func).parameters
+            ):
+                doc = inspect.getdoc(func) or name
+                found.append((func.__code__.co_firstlineno, Row(name, doc.splitlines()[0])))
+    return [row for _, row in sorted(found, key=lambda pair: pair[0])]
+
+
+def conformance_modules() -> list[object]:
+    """Every conformance test module (imported if this run did not collect it)."""
+    here = Path(__file__).resolve().parent
+    return [
+        importlib.import_module(f"{__package__}.{path.stem}")
+        for path in sorted(here.glob("test_*.py"))
+        if path.name != _TABLE_CHECK_MODULE
+    ]
+
+
+def render(
+    table_rows: Sequence[Row], connectors: Sequence[str], results: Mapping[tuple[str, str], Cell]
+) -> str:
+    """The markdown of ``docs/connectors.md``."""
+    notes: list[str] = []
+
+    def cell(row: Row, connector: str) -> str:
+        found = results[(row.test, connector)]
+        if not found.reason or found.outcome == FAILED:
+            return found.outcome
+        note = f"{found.outcome}: {found.reason}"
+        if note not in notes:
+            notes.append(note)
+        return f"{found.outcome} [{notes.index(note) + 1}]"
+
+    lines = [
+        "# What each connector supports",
+        "",
+        "<!-- Generated from the conformance suite's results by `python tools/support_table.py`;",
+        "     tests/conformance/test_support_table.py fails when this file is not what a fresh",
+        "     run of the suite gives. Do not edit by hand. -->",
+        "",
+        "Each row is one test of `tests/conformance/`, run on every connector: **yes** means",
+        "the test passed; **no** means the connector cannot do it and the test checked that it",
+        "says so clearly (the note gives the error); **n/a** means the question does not arise.",
+        "",
+        "| behaviour (test) | " + " | ".join(f"`{name}`" for name in connectors) + " |",
+        "| --- |" + " --- |" * len(connectors),
+    ]
+    for row in table_rows:
+        cells = " | ".join(cell(row, connector) for connector in connectors)
+        lines.append(f"| {row.label} (`{row.test}`) | {cells} |")
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"{number}. {note}" for number, note in enumerate(notes, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def update_requested() -> bool:
+    return os.environ.get(UPDATE_ENV, "") not in ("", "0")
