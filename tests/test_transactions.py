@@ -1,8 +1,9 @@
-"""Deferring on the caller's own connection, inside the caller's transaction (seed 002).
+"""Deferring on the caller's own connection (seed 002): PsycopgConnector's own
+cases, and seed 002's examples as written.
 
-The INSERT runs on the caller's connection; we never commit it. So the job
-exists if and only if the caller commits, and the NOTIFY that wakes workers
-is sent at that commit, not before.
+What every connector with external connections shares (commit, rollback,
+NOTIFY at commit, the aborted transaction, the savepoint recipe) is tested
+once for all in tests/conformance/test_outbox.py.
 """
 
 from __future__ import annotations
@@ -15,26 +16,9 @@ import psycopg
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref.exceptions import AlreadyEnqueued, ExternalConnectionError
+from pgqueue_ref.exceptions import ExternalConnectionError
 
 Db = Callable[..., list[tuple[Any, ...]]]
-
-
-class Notifications:
-    """A plain LISTEN on the queue's channel, to see exactly when NOTIFY arrives."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self.conn = conn
-
-    async def received(self, wait: float) -> list[str]:
-        return [n.payload async for n in self.conn.notifies(timeout=wait)]
-
-
-@pytest.fixture
-async def notifications(dsn: str) -> AsyncIterator[Notifications]:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("LISTEN pgqueue_ref")
-        yield Notifications(conn)
 
 
 @pytest.fixture
@@ -50,33 +34,6 @@ def _task(app: pgqueue_ref.App) -> pgqueue_ref.Task:
     def process_order(order_id: int) -> None: ...
 
     return process_order
-
-
-async def test_commit_writes_the_job_and_notifies_at_commit(
-    app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any], notifications: Notifications, db: Db
-) -> None:
-    await caller.execute("INSERT INTO orders (id) VALUES (%s)", [42])
-    job_id = await _task(app).configure(connection=caller).defer_async(order_id=42)
-
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]  # invisible until the caller commits
-    assert await notifications.received(wait=0.3) == []  # and no worker is woken yet
-
-    await caller.commit()
-    assert await notifications.received(wait=2) == ["app:default"]
-    assert db("SELECT id, args FROM pgqueue_jobs") == [(job_id, {"order_id": 42})]
-    assert db("SELECT id FROM orders") == [(42,)]
-
-
-async def test_rollback_leaves_no_job_and_no_notification(
-    app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any], notifications: Notifications, db: Db
-) -> None:
-    await caller.execute("INSERT INTO orders (id) VALUES (%s)", [42])
-    await _task(app).configure(connection=caller).defer_async(order_id=42)
-    await caller.rollback()
-
-    assert await notifications.received(wait=0.5) == []
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
-    assert db("SELECT count(*) FROM orders") == [(0,)]
 
 
 async def test_a_listening_worker_wakes_at_commit_not_before(
@@ -102,41 +59,6 @@ async def test_a_listening_worker_wakes_at_commit_not_before(
     await running
 
 
-async def test_queueing_lock_conflict_aborts_the_callers_transaction(
-    app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any], db: Db
-) -> None:
-    deferrer = _task(app).configure(connection=caller, queueing_lock="order-42")
-    await caller.execute("INSERT INTO orders (id) VALUES (%s)", [42])
-    await deferrer.defer_async(order_id=42)
-
-    with pytest.raises(AlreadyEnqueued):
-        await deferrer.defer_async(order_id=42)
-    # PostgreSQL aborted the whole transaction: nothing more can run in it.
-    with pytest.raises(psycopg.errors.InFailedSqlTransaction):
-        await caller.execute("INSERT INTO orders (id) VALUES (%s)", [43])
-    await caller.rollback()
-    assert db("SELECT count(*) FROM orders") == [(0,)]
-
-
-async def test_savepoint_recipe_keeps_the_rest_of_the_transaction(
-    app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any], db: Db
-) -> None:
-    # The recipe from docs/transactions.md: a nested transaction() is a SAVEPOINT.
-    deferrer = _task(app).configure(connection=caller, queueing_lock="order-42")
-    await caller.execute("INSERT INTO orders (id) VALUES (%s)", [42])
-    await deferrer.defer_async(order_id=42)
-    try:
-        async with caller.transaction():  # SAVEPOINT
-            await deferrer.defer_async(order_id=42)
-    except AlreadyEnqueued:
-        pass  # rolled back to the savepoint: the order and the first job survive
-    await caller.execute("INSERT INTO orders (id) VALUES (%s)", [43])
-    await caller.commit()
-
-    assert db("SELECT id FROM orders ORDER BY id") == [(42,), (43,)]
-    assert db("SELECT queueing_lock FROM pgqueue_jobs") == [("order-42",)]
-
-
 async def test_batch_defer_status_and_cancel_on_the_callers_connection(
     app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any], db: Db
 ) -> None:
@@ -156,16 +78,6 @@ async def test_batch_defer_status_and_cancel_on_the_callers_connection(
     ]
 
 
-async def test_wrong_connection_type_names_the_type_expected(
-    app: pgqueue_ref.App, dsn: str
-) -> None:
-    with psycopg.connect(dsn) as sync_conn, pytest.raises(ExternalConnectionError) as caught:
-        await _task(app).configure(connection=sync_conn).defer_async(order_id=1)
-    assert (
-        str(caught.value) == "PsycopgConnector defers on a psycopg.AsyncConnection; got Connection"
-    )
-
-
 async def test_blocking_defer_with_an_async_connection_points_to_defer_async(
     app: pgqueue_ref.App, caller: psycopg.AsyncConnection[Any]
 ) -> None:
@@ -173,17 +85,6 @@ async def test_blocking_defer_with_an_async_connection_points_to_defer_async(
         ExternalConnectionError, match=r"call defer_async\(\) / batch_defer_async\(\)"
     ):
         await asyncio.to_thread(_task(app).configure(connection=caller).defer, order_id=1)
-
-
-async def test_connectors_without_support_say_so(
-    dsn: str, caller: psycopg.AsyncConnection[Any]
-) -> None:
-    app = pgqueue_ref.App(connector=pgqueue_ref.AsyncpgConnector(dsn=dsn))
-    async with app.open_async():
-        with pytest.raises(ExternalConnectionError) as caught:
-            await _task(app).configure(connection=caller).defer_async(order_id=1)
-    assert str(caught.value) == "AsyncpgConnector does not support external connections"
-    assert isinstance(caught.value, pgqueue_ref.exceptions.ConnectorException)
 
 
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
@@ -223,3 +124,75 @@ async def test_seed_002_async_example_line_psycopg_refuses(dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         with pytest.raises(AttributeError, match=r"use 'await .set_autocommit\(\)' instead"):
             conn.autocommit = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_seed_002_sync_example(dsn: str, db: Db, outcome: str) -> None:
+    db("CREATE TABLE orders (id integer PRIMARY KEY)")
+    # From seed 002, "Sync example (psycopg)", "..." replaced by the test database,
+    # "(id, ...) VALUES (%s, ...)" by the orders table's one column; commit also tried as rollback:
+    import psycopg
+
+    from pgqueue_ref import App, SyncPsycopgConnector
+
+    app = App(connector=SyncPsycopgConnector(conninfo=dsn))
+    app.open()
+
+    @app.task
+    def process_order(order_id):  # type: ignore[no-untyped-def]
+        ...
+
+    with psycopg.connect(dsn) as conn:
+        conn.autocommit = False
+        conn.execute("INSERT INTO orders (id) VALUES (%s)", [42])
+        process_order.configure(connection=conn).defer(order_id=42)
+        conn.commit() if outcome == "commit" else conn.rollback()
+    # (end of the seed's code)
+    app.close()
+    expected = [(42, {"order_id": 42})] if outcome == "commit" else []
+    assert db("SELECT o.id, j.args FROM orders o, pgqueue_jobs j") == expected
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(len(expected),)]
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_seed_002_sqlalchemy_example(dsn: str, db: Db, outcome: str) -> None:
+    db("CREATE TABLE orders (id integer PRIMARY KEY)")
+    mydb = dsn.replace(
+        "postgresql://", "postgresql+psycopg2://"
+    )  # the seed: "postgresql+psycopg2:///mydb"
+    # From seed 002, "SQLAlchemy example"; commit also tried as rollback:
+    from pgqueue_ref import App
+    from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
+
+    connector = SQLAlchemyPsycopg2Connector(dsn=mydb)
+    app = App(connector=connector)
+    app.open()
+
+    @app.task
+    def process_order(order_id):  # type: ignore[no-untyped-def]
+        ...
+
+    with connector.engine.connect() as conn:
+        conn.exec_driver_sql("INSERT INTO orders (id) VALUES (%s)", (42,))  # the seed: [42]
+        process_order.configure(connection=conn).defer(order_id=42)
+        conn.commit() if outcome == "commit" else conn.rollback()
+    # (end of the seed's code)
+    app.close()
+    expected = [(42, {"order_id": 42})] if outcome == "commit" else []
+    assert db("SELECT o.id, j.args FROM orders o, pgqueue_jobs j") == expected
+
+
+def test_seed_002_sqlalchemy_example_line_sqlalchemy_refuses(dsn: str, db: Db) -> None:
+    # Seed 002's SQLAlchemy example passes [42] to exec_driver_sql. SQLAlchemy 2 reads a
+    # list as many parameter sets (executemany) and refuses a bare 42 inside it, whatever
+    # queue library is used; the example above passes the one row as the tuple (42,).
+    import sqlalchemy
+
+    db("CREATE TABLE orders (id integer PRIMARY KEY)")
+    engine = sqlalchemy.create_engine(dsn.replace("postgresql://", "postgresql+psycopg2://"))
+    with (
+        engine.connect() as conn,
+        pytest.raises(sqlalchemy.exc.ArgumentError, match="List argument must"),
+    ):
+        conn.exec_driver_sql("INSERT INTO orders (id) VALUES (%s)", [42])
+    engine.dispose()

@@ -50,26 +50,54 @@ CONNECTORS: dict[str, Callable[[str], BaseConnector]] = {
 
 @dataclass
 class CallerConnection:
-    """The caller's own connection, in a transaction that the caller ends."""
+    """The caller's own connection, in a transaction that the caller ends.
+
+    ``execute`` runs the caller's own SQL (``%s`` placeholders); ``savepoint()``
+    is the driver's savepoint block (psycopg: a nested ``transaction()``;
+    SQLAlchemy: ``begin_nested()``), as docs/transactions.md recommends.
+    """
 
     connection: Any
     commit: Callable[[], Awaitable[None]]
     rollback: Callable[[], Awaitable[None]]
+    execute: Callable[..., Awaitable[Any]]
+    savepoint: Callable[[], AbstractAsyncContextManager[Any]]
 
 
 @contextlib.asynccontextmanager
 async def _psycopg_async(dsn: str) -> AsyncIterator[CallerConnection]:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        yield CallerConnection(conn, conn.commit, conn.rollback)
+        yield CallerConnection(
+            conn, conn.commit, conn.rollback, lambda sql, *p: conn.execute(sql, p), conn.transaction
+        )
 
 
 @contextlib.asynccontextmanager
-async def _blocking(connect: Callable[[], Any]) -> AsyncIterator[CallerConnection]:
+async def _in_thread(block: contextlib.AbstractContextManager[Any]) -> AsyncIterator[Any]:
+    """A blocking context manager (a savepoint block), entered and left in threads."""
+    value = await asyncio.to_thread(block.__enter__)
+    try:
+        yield value
+    except BaseException as error:
+        if not await asyncio.to_thread(block.__exit__, type(error), error, error.__traceback__):
+            raise
+    else:
+        await asyncio.to_thread(block.__exit__, None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def _blocking(
+    connect: Callable[[], Any], run: str, savepoint: str
+) -> AsyncIterator[CallerConnection]:
     """A blocking driver's connection, used from async tests through threads."""
     conn = await asyncio.to_thread(connect)
     try:
         yield CallerConnection(
-            conn, lambda: asyncio.to_thread(conn.commit), lambda: asyncio.to_thread(conn.rollback)
+            conn,
+            lambda: asyncio.to_thread(conn.commit),
+            lambda: asyncio.to_thread(conn.rollback),
+            lambda sql, *p: asyncio.to_thread(getattr(conn, run), sql, p),
+            lambda: _in_thread(getattr(conn, savepoint)()),
         )
     finally:
         await asyncio.to_thread(conn.close)
@@ -85,8 +113,12 @@ def _sqlalchemy_connection(dsn: str) -> sqlalchemy.engine.Connection:
 # external_connection_type is set (configure(connection=...)).
 EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[CallerConnection]]] = {
     "PsycopgConnector": _psycopg_async,
-    "SyncPsycopgConnector": lambda dsn: _blocking(lambda: psycopg.connect(dsn)),
-    "SQLAlchemyPsycopg2Connector": lambda dsn: _blocking(lambda: _sqlalchemy_connection(dsn)),
+    "SyncPsycopgConnector": lambda dsn: _blocking(
+        lambda: psycopg.connect(dsn), "execute", "transaction"
+    ),
+    "SQLAlchemyPsycopg2Connector": lambda dsn: _blocking(
+        lambda: _sqlalchemy_connection(dsn), "exec_driver_sql", "begin_nested"
+    ),
 }
 
 
