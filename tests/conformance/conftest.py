@@ -9,7 +9,8 @@ file. A new connector or driver is one new module plus one line in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,21 @@ import pytest
 
 from pgqueue_ref import App, AsyncConnector, AsyncpgConnector, BaseConnector, PsycopgConnector
 
-# name -> factory(dsn) of an unopened connector.
-CONNECTORS: dict[str, Callable[[str], BaseConnector]] = {
+from . import queue_drivers
+
+# What an async factory returns: the connector, and how to clean up after it.
+Made = tuple[BaseConnector, Callable[[], Awaitable[None]]]
+
+# name -> factory(dsn) of an unopened connector, or an async factory of (connector, cleanup)
+# for drivers that wrap a connection the factory opens.
+CONNECTORS: dict[str, Callable[[str], BaseConnector | Awaitable[Made]]] = {
     "PsycopgConnector": lambda dsn: PsycopgConnector(conninfo=dsn),
     "AsyncpgConnector": lambda dsn: AsyncpgConnector(dsn=dsn),
+    "AsyncpgDriver": queue_drivers.asyncpg_driver,
+    "AsyncpgPoolDriver": queue_drivers.asyncpg_pool_driver,
+    "PsycopgDriver": queue_drivers.psycopg_driver,
+    "SyncPsycopgDriver": queue_drivers.sync_psycopg_driver,
+    "PsycopgPoolDriver": queue_drivers.psycopg_pool_driver,
 }
 
 
@@ -72,7 +84,8 @@ class Subject:
 
 @pytest.fixture(params=sorted(CONNECTORS))
 async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Subject]:
-    connector = CONNECTORS[request.param](dsn)
+    made = CONNECTORS[request.param](dsn)
+    connector, cleanup = await made if inspect.isawaitable(made) else (made, None)
     app = App(connector=connector)
     if isinstance(connector, AsyncConnector):
         await connector.open_async()
@@ -85,3 +98,5 @@ async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Sub
             await connector.close_async()
         else:
             await asyncio.to_thread(connector.close)
+        if cleanup is not None:
+            await cleanup()

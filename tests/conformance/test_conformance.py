@@ -75,7 +75,10 @@ async def test_database_errors_become_connector_exceptions_with_sqlstate(subject
     connector: Any = subject.connector
     with pytest.raises(ConnectorException) as caught:
         await subject.call(
-            connector.fetch_all, connector.fetch_all_async, "SELECT 1 / %(zero)s::int", {"zero": 0}
+            connector.fetch_all,
+            getattr(connector, "fetch_all_async", None),  # blocking connectors have none
+            "SELECT 1 / %(zero)s::int",
+            {"zero": 0},
         )
     assert caught.value.sqlstate == "22012"
     assert isinstance(caught.value.__cause__, Exception)
