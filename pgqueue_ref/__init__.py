@@ -17,7 +17,9 @@ from .asyncpg_connector import AsyncpgConnector
 from .connector import AsyncConnector, BaseConnector, SyncConnector
 from .jobs import Job, Status
 from .psycopg_connector import PsycopgConnector
+from .queuer import PgQueuer
 from .retry import RetryStrategy
+from .settings import Channel, DBSettings, QueueExecutionMode
 from .tasks import JobContext, Task
 from .worker import Worker, WorkerStats
 
@@ -26,9 +28,13 @@ __all__ = [
     "AsyncConnector",
     "AsyncpgConnector",
     "BaseConnector",
+    "Channel",
+    "DBSettings",
     "Job",
     "JobContext",
+    "PgQueuer",
     "PsycopgConnector",
+    "QueueExecutionMode",
     "RetryStrategy",
     "Status",
     "SyncConnector",
