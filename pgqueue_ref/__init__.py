@@ -22,7 +22,9 @@ from .connector import AsyncConnector, BaseConnector, SyncConnector
 from .jobs import Job, Status
 from .psycopg2_connector import Psycopg2Connector
 from .psycopg_connector import PsycopgConnector
+from .queuer import PgQueuer
 from .retry import RetryStrategy
+from .settings import Channel, DBSettings, QueueExecutionMode
 from .sync_psycopg_connector import SyncPsycopgConnector
 from .tasks import JobContext, Task
 from .worker import Worker, WorkerStats
@@ -33,10 +35,14 @@ __all__ = [
     "AsyncConnector",
     "AsyncpgConnector",
     "BaseConnector",
+    "Channel",
+    "DBSettings",
     "Job",
     "JobContext",
+    "PgQueuer",
     "Psycopg2Connector",
     "PsycopgConnector",
+    "QueueExecutionMode",
     "RetryStrategy",
     "Status",
     "SyncConnector",

@@ -70,6 +70,9 @@ class BaseConnector:
 
     #: Whether this connector can run a worker (it needs async I/O and LISTEN).
     can_run_worker: ClassVar[bool] = False
+    #: Whether it opens (and closes) its own connections. The Queue face's
+    #: drivers wrap a connection or pool the caller opened and will close.
+    opens_connections: ClassVar[bool] = True
     #: Type accepted by ``configure(connection=...)``, or None if unsupported.
     external_connection_type: ClassVar[str | None] = None
 

@@ -6,11 +6,13 @@ The tree::
     ├── ConnectorException            the database or its driver failed
     │   ├── ConnectionFailed          could not connect (names host and port)
     │   ├── AlreadyEnqueued           a waiting job already holds this queueing lock
+    │   │   └── DuplicateJobError     PgQueuer's name for it: this dedupe key is taken
     │   ├── ExternalConnectionError   configure(connection=...) cannot be used here
     │   └── ConnectorNotOpen          a query before app.open() / open_async()
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
     │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
+    │   ├── InvalidChannel            a LISTEN/NOTIFY channel name that is not an identifier
     │   └── SyncCallInAsyncContext    a blocking call from inside a running event loop
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     └── TaskNotFound                  a job names a task its worker does not know
@@ -35,7 +37,9 @@ __all__ = [
     "ConnectionFailed",
     "ConnectorException",
     "ConnectorNotOpen",
+    "DuplicateJobError",
     "ExternalConnectionError",
+    "InvalidChannel",
     "PgQueueError",
     "SyncCallInAsyncContext",
     "SyncConnectorConfigurationError",
@@ -68,6 +72,20 @@ class AlreadyEnqueued(ConnectorException):
     """A waiting job already holds this queueing lock (PgQueuer: dedupe key)."""
 
 
+class DuplicateJobError(AlreadyEnqueued):
+    """The Queue face's name (PgQueuer's): a waiting job already has this dedupe key.
+
+    ``dedupe_key`` lists the keys of the refused enqueue, one per job (None
+    for jobs without one), as PgQueuer does.
+    """
+
+    def __init__(
+        self, message: str, *, dedupe_key: list[str | None], sqlstate: str | None = None
+    ) -> None:
+        super().__init__(message, sqlstate=sqlstate)
+        self.dedupe_key = dedupe_key
+
+
 class ExternalConnectionError(ConnectorException):
     """``configure(connection=...)`` with a connector or a connection that cannot do it."""
 
@@ -86,6 +104,10 @@ class SyncConnectorConfigurationError(ConfigurationError):
 
 class AutocommitRequired(ConfigurationError):
     """A Queue-face driver was handed a psycopg connection without autocommit."""
+
+
+class InvalidChannel(ConfigurationError, ValueError):
+    """A channel name that is not a plain identifier (letters, digits, ``_``)."""
 
 
 class SyncCallInAsyncContext(ConfigurationError):

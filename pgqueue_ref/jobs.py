@@ -75,6 +75,11 @@ class Job:
         """PgQueuer's name for the task name."""
         return self.task_name
 
+    @property
+    def dedupe_key(self) -> str | None:
+        """PgQueuer's name for the queueing lock."""
+        return self.queueing_lock
+
 
 def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
     """Serialise task arguments to JSON text, or say exactly which one cannot be.

@@ -13,6 +13,9 @@ Its quirks, and nothing else:
   caller's transaction (``task.configure(connection=conn)``); we never commit it.
 * LISTEN holds a connection of its own, outside the pool, for as long as a
   worker listens: a pooled connection would be handed to someone else.
+
+The module-level functions do the I/O on any ``psycopg.AsyncConnection``; the
+Queue face's psycopg drivers use them too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import psycopg_pool
 from .connector import AsyncConnector, Params, Row
 from .exceptions import ConfigurationError
 
-__all__ = ["PsycopgConnector"]
+__all__ = ["PsycopgConnector", "listen", "run"]
 
 
 class PsycopgConnector(AsyncConnector):
@@ -77,19 +80,16 @@ class PsycopgConnector(AsyncConnector):
     async def _fetch(self, query: str, params: Params, connection: Any, *, rows: bool) -> list[Row]:
         if connection is not None:
             connection = self._external(connection, psycopg.AsyncConnection)
-            return await _run(connection, query, params, rows)
+            return await run(connection, query, params, rows)
         async with self.pool.connection() as conn:
-            return await _run(conn, query, params, rows)
+            return await run(conn, query, params, rows)
 
     async def _listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
         conninfo, kwargs = self._listen_params()
         async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
-            await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
-            on_ready()
-            async for notification in conn.notifies():
-                on_notify(notification.payload)
+            await listen(conn, channel, on_notify, on_ready)
 
     def _listen_params(self) -> tuple[str, dict[str, Any]]:
         pool = self._pool
@@ -106,10 +106,25 @@ class PsycopgConnector(AsyncConnector):
         return pool.conninfo, {**(pool.kwargs or {}), "autocommit": True}
 
 
-async def _run(
+async def run(
     conn: psycopg.AsyncConnection[Any], query: str, params: Params, rows: bool
 ) -> list[Row]:
+    """Run ``query`` on ``conn``; its rows as dicts if ``rows``, else none."""
     async with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
         await cursor.execute(query, params or None)
         # A statement without RETURNING has no result set to fetch.
         return await cursor.fetchall() if rows and cursor.description is not None else []
+
+
+async def listen(
+    conn: psycopg.AsyncConnection[Any],
+    channel: str,
+    on_notify: Callable[[str], None],
+    on_ready: Callable[[], None],
+) -> None:
+    """LISTEN on ``conn`` until cancelled. ``notifies()`` holds the connection
+    the whole time, so ``conn`` must be one that nobody else queries."""
+    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+    on_ready()
+    async for notification in conn.notifies():
+        on_notify(notification.payload)

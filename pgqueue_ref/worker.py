@@ -18,7 +18,7 @@ the Queue face calls an entrypoint with the job). Its parts::
   written by one ``finish_jobs`` statement every ``flush_interval`` seconds.
   If the worker dies first, those jobs run again:
   the queue promises "at least once", never "at most once".
-* **Listener.** LISTEN on the ``pgqueue_ref`` channel; a NOTIFY for one of our
+* **Listener.** LISTEN on the ``pgqueue_ref`` channel (or ``channel=``); a NOTIFY for one of our
   queues wakes the fetcher at once. Without it (or while it reconnects) the
   fetcher polls every ``polling_interval`` seconds.
 * **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
@@ -122,6 +122,7 @@ class Worker:
         stalled_after: float = 30.0,
         shutdown_timeout: float = 30.0,
         name: str | None = None,
+        channel: str = CHANNEL,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
@@ -144,6 +145,9 @@ class Worker:
         self.stalled_after = stalled_after
         self.shutdown_timeout = shutdown_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        #: The LISTEN channel: the schema's trigger notifies CHANNEL; the Queue
+        #: face may add one of its own (see pgqueue_ref.settings.Channel).
+        self.channel = channel
         self.stats = WorkerStats()
         self.worker_id: int | None = None
         #: Set once LISTEN is in place (tests wait for it before deferring).
@@ -364,7 +368,7 @@ class Worker:
         delay = 0.1
         while True:
             try:
-                await self.connector.listen_async(CHANNEL, self._on_notify, self._on_listening)
+                await self.connector.listen_async(self.channel, self._on_notify, self._on_listening)
             except PgQueueError as error:
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             self.listening.clear()

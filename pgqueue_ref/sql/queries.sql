@@ -159,3 +159,72 @@ SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_notify_inserted()']) AS name
 WHERE CASE WHEN right(name, 2) = '()' THEN to_regprocedure(name)::oid ELSE to_regclass(name)::oid END IS NULL;
+
+-- ===========================================================================
+-- The Queue face (PgQueuer's API): pgqueue_ref.queries.Queries.
+-- Queue-face jobs have face 'queue', queue 'default', a bytes payload and no
+-- JSON arguments; the entrypoint is task_name, the dedupe key queueing_lock.
+-- ===========================================================================
+
+-- name: enqueue_jobs
+-- PgQueuer's enqueue: one job or a batch in one statement (unnest, as in
+-- defer_jobs). WITH ORDINALITY + ORDER BY inserts the jobs in the caller's
+-- order, so their ids ascend in that order.
+-- The schema's trigger notifies channel 'pgqueue_ref'. A Queries object set
+-- to another channel notifies that one too, here, in the same statement: the
+-- notification goes out when the insert commits and never after a rollback.
+-- A SELECT in a WITH clause runs only if the main query reads it, hence the
+-- join with `sent` (always exactly one row).
+WITH inserted AS (
+    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at)
+    SELECT %(face)s::text, task_name, payload, priority, queueing_lock,
+           now() + make_interval(secs => schedule_in)
+    FROM unnest(
+        %(task_names)s::text[],
+        %(payloads)s::bytea[],
+        %(priorities)s::integer[],
+        %(queueing_locks)s::text[],
+        %(schedule_ins)s::float8[]
+    ) WITH ORDINALITY AS job(task_name, payload, priority, queueing_lock, schedule_in, position)
+    ORDER BY position
+    RETURNING id, queueing_lock
+), notified AS (
+    SELECT pg_notify(%(channel)s::text, %(face)s::text || ':default')
+    WHERE %(channel)s::text <> 'pgqueue_ref' AND EXISTS (SELECT FROM inserted)
+)
+SELECT id, queueing_lock FROM inserted, (SELECT count(*) FROM notified) AS sent;
+
+-- name: enqueue_jobs_skip_duplicates
+-- enqueue_jobs with on_conflict="skip": a job whose dedupe key is taken by a
+-- waiting job (or by an earlier job of the same batch) is left out instead of
+-- failing the statement. The conflict target names the partial unique index
+-- of sql/schema.sql (its column and its WHERE). The caller learns which jobs
+-- were skipped from the dedupe keys that come back.
+WITH inserted AS (
+    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at)
+    SELECT %(face)s::text, task_name, payload, priority, queueing_lock,
+           now() + make_interval(secs => schedule_in)
+    FROM unnest(
+        %(task_names)s::text[],
+        %(payloads)s::bytea[],
+        %(priorities)s::integer[],
+        %(queueing_locks)s::text[],
+        %(schedule_ins)s::float8[]
+    ) WITH ORDINALITY AS job(task_name, payload, priority, queueing_lock, schedule_in, position)
+    ORDER BY position
+    ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL DO NOTHING
+    RETURNING id, queueing_lock
+), notified AS (
+    SELECT pg_notify(%(channel)s::text, %(face)s::text || ':default')
+    WHERE %(channel)s::text <> 'pgqueue_ref' AND EXISTS (SELECT FROM inserted)
+)
+SELECT id, queueing_lock FROM inserted, (SELECT count(*) FROM notified) AS sent;
+
+-- name: queue_size
+-- PgQueuer's queue_size: Queue-face jobs waiting ('todo') or running
+-- ('doing'), counted per entrypoint, priority and status.
+SELECT task_name AS entrypoint, priority, status, count(*) AS count
+FROM pgqueue_jobs
+WHERE face = 'queue' AND status IN ('todo', 'doing')
+GROUP BY task_name, priority, status
+ORDER BY task_name, priority DESC, status;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -35,16 +36,25 @@ from pgqueue_ref import (
 )
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 
-from . import support_table
+from . import queue_drivers, support_table
 
-# name -> factory(dsn) of an unopened connector.
-CONNECTORS: dict[str, Callable[[str], BaseConnector]] = {
+# What an async factory returns: the connector, and how to clean up after it.
+Made = tuple[BaseConnector, Callable[[], Awaitable[None]]]
+
+# name -> factory(dsn) of an unopened connector, or an async factory of (connector, cleanup)
+# for drivers that wrap a connection the factory opens.
+CONNECTORS: dict[str, Callable[[str], BaseConnector | Awaitable[Made]]] = {
     "PsycopgConnector": lambda dsn: PsycopgConnector(conninfo=dsn),
     "AsyncpgConnector": lambda dsn: AsyncpgConnector(dsn=dsn),
     "AiopgConnector": lambda dsn: AiopgConnector(dsn=dsn),
     "SyncPsycopgConnector": lambda dsn: SyncPsycopgConnector(conninfo=dsn),
     "Psycopg2Connector": lambda dsn: Psycopg2Connector(dsn=dsn),
     "SQLAlchemyPsycopg2Connector": lambda dsn: SQLAlchemyPsycopg2Connector(dsn=dsn),
+    "AsyncpgDriver": queue_drivers.asyncpg_driver,
+    "AsyncpgPoolDriver": queue_drivers.asyncpg_pool_driver,
+    "PsycopgDriver": queue_drivers.psycopg_driver,
+    "SyncPsycopgDriver": queue_drivers.sync_psycopg_driver,
+    "PsycopgPoolDriver": queue_drivers.psycopg_pool_driver,
 }
 
 
@@ -119,7 +129,20 @@ EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[Call
     "SQLAlchemyPsycopg2Connector": lambda dsn: _blocking(
         lambda: _sqlalchemy_connection(dsn), "exec_driver_sql", "begin_nested"
     ),
+    "PsycopgPoolDriver": _psycopg_async,  # a PsycopgConnector over the caller's pool
 }
+
+
+@contextlib.asynccontextmanager
+async def built(name: str, dsn: str) -> AsyncIterator[BaseConnector]:
+    """A fresh, unopened connector of ``CONNECTORS[name]`` on ``dsn``, cleaned up after."""
+    made = CONNECTORS[name](dsn)
+    connector, cleanup = await made if inspect.isawaitable(made) else (made, None)
+    try:
+        yield connector
+    finally:
+        if cleanup is not None:
+            await cleanup()
 
 
 @dataclass
@@ -178,14 +201,20 @@ class Subject:
 
 @pytest.fixture(params=list(CONNECTORS))
 async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Subject]:
-    connector = CONNECTORS[request.param](dsn)
-    app = App(connector=connector)
+    async with built(request.param, dsn) as connector:
+        app = App(connector=connector)
+        async with _opened(connector):
+            yield Subject(request.param, connector, app, request.node)
+
+
+@contextlib.asynccontextmanager
+async def _opened(connector: BaseConnector) -> AsyncIterator[None]:
     if isinstance(connector, AsyncConnector):
         await connector.open_async()
     else:
         await asyncio.to_thread(connector.open)
     try:
-        yield Subject(request.param, connector, app, request.node)
+        yield
     finally:
         if isinstance(connector, AsyncConnector):
             await connector.close_async()

@@ -1,0 +1,326 @@
+"""``Queries(driver)``: PgQueuer's queue operations, over any driver or connector.
+
+::
+
+    queries = Queries(PsycopgDriver(conn))        # an async driver: methods are coroutines
+    await queries.install()                       # the shared schema; idempotent
+    await queries.enqueue("fetch", b"payload")    # -> [job id]
+    await queries.enqueue(["a", "b"], [b"1", None], [0, 5])   # a batch, one statement
+
+    queries = Queries(SyncPsycopgDriver(conn))    # a blocking driver: the same methods,
+    queries.enqueue("fetch", b"payload")          # plain calls -> [job id]
+
+``Queries(driver)`` is a :class:`SyncQueries` when the driver is blocking
+(PgQueuer 1.6 returned coroutines there, which nobody awaited, so nothing was
+enqueued). Both classes only *build* :class:`~pgqueue_ref.manager.Call` objects
+(the shared :class:`_QueryCalls`) and run them through
+:class:`~pgqueue_ref.manager.JobManager`, awaiting or not: the logic exists once.
+
+Jobs land in ``pgqueue_jobs`` with face ``'queue'``: the same table the App
+face writes, served by the same worker engine (see :class:`pgqueue_ref.PgQueuer`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Self, TypeAlias, overload
+
+from .connector import AsyncConnector, BaseConnector, Row, SyncConnector
+from .exceptions import AlreadyEnqueued, DuplicateJobError
+from .jobs import Face, JobSpec, spec_columns
+from .manager import Call, JobManager, SchemaManager
+from .settings import Channel, DBSettings
+from .sql import QUERIES
+
+__all__ = ["OnConflict", "Queries", "QueueStatistics", "SyncQueries"]
+
+#: What enqueue does with a dedupe key that a waiting job already holds.
+OnConflict: TypeAlias = Literal["raise", "skip"]
+
+# Each enqueue argument is one value, or (for a batch) a list with one per job.
+Entrypoints: TypeAlias = str | list[str]
+Payloads: TypeAlias = bytes | None | list[bytes | None]
+Priorities: TypeAlias = int | list[int]
+Delays: TypeAlias = datetime.timedelta | None | list[datetime.timedelta | None]
+DedupeKeys: TypeAlias = str | None | list[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """One line of ``queue_size()``: how many Queue-face jobs wait or run."""
+
+    entrypoint: str
+    priority: int
+    status: str  # 'todo' (PgQueuer: queued) or 'doing' (PgQueuer: picked)
+    count: int
+
+
+def _as_list(name: str, value: Any, size: int | None) -> list[Any]:
+    if isinstance(value, list):
+        if size is None:
+            raise TypeError(
+                f"enqueue got one entrypoint but a list for {name}: for a batch, give a list "
+                "of entrypoints too, one per job"
+            )
+        if len(value) != size:
+            raise ValueError(
+                f"enqueue got {size} entrypoints but {len(value)} values for {name}: "
+                "give one per job, or a single value for all"
+            )
+        return value
+    return [value] * (size or 1)
+
+
+def _job_specs(
+    entrypoint: Entrypoints,
+    payload: Payloads,
+    priority: Priorities,
+    execute_after: Delays,
+    dedupe_key: DedupeKeys,
+) -> list[JobSpec]:
+    """PgQueuer's arguments (each a value, or a list with one value per job) as JobSpecs."""
+    size = len(entrypoint) if isinstance(entrypoint, list) else None
+    entrypoints = _as_list("entrypoint", entrypoint, size)
+    columns = zip(
+        entrypoints,
+        _as_list("payload", payload, size),
+        _as_list("priority", priority, size),
+        _as_list("execute_after", execute_after, size),
+        _as_list("dedupe_key", dedupe_key, size),
+    )
+    specs = []
+    for name, data, prio, after, key in columns:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"entrypoint={name!r}: expected the entrypoint's name, a string")
+        if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"payload of type {type(data).__name__}: the Queue face stores bytes; encode it "
+                "first (e.g. json.dumps(data).encode()), or use the App face for JSON arguments"
+            )
+        if not isinstance(prio, int) or isinstance(prio, bool):
+            raise TypeError(f"priority={prio!r}: expected an int (higher runs first)")
+        if after is not None and not isinstance(after, datetime.timedelta):
+            raise TypeError(f"execute_after={after!r}: expected a datetime.timedelta, or None")
+        specs.append(
+            JobSpec(
+                task_name=name,
+                payload=None if data is None else bytes(data),
+                priority=prio,
+                queueing_lock=key,
+                schedule_in=None if after is None else after.total_seconds(),
+            )
+        )
+    return specs
+
+
+def _ids_in_order(keys: list[str | None]) -> Callable[[list[Row]], list[int | None]]:
+    """Read the enqueue rows back as one id per job, None where a duplicate was skipped.
+
+    Jobs without a dedupe key are never skipped and their ids ascend in input
+    order; a job with a key got the id returned with that key, if it was the
+    first of the batch with it.
+    """
+
+    def ids(rows: list[Row]) -> list[int | None]:
+        keyless = iter(sorted(row["id"] for row in rows if row["queueing_lock"] is None))
+        by_key = {row["queueing_lock"]: row["id"] for row in rows if row["queueing_lock"]}
+        return [next(keyless) if key is None else by_key.pop(key, None) for key in keys]
+
+    return ids
+
+
+class _QueryCalls:
+    """The calls, built once for both classes: each method returns a Call."""
+
+    def __init__(self, driver: BaseConnector, channel: str | None = None) -> None:
+        self.driver = driver
+        self.channel = Channel(channel) if channel is not None else DBSettings().channel
+        self._manager = JobManager(driver)
+        self._schema = SchemaManager(driver)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.driver!r}, channel={str(self.channel)!r})"
+
+    def _enqueue_call(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities,
+        execute_after: Delays,
+        dedupe_key: DedupeKeys,
+        on_conflict: OnConflict,
+    ) -> Call[list[int | None]]:
+        if on_conflict not in ("raise", "skip"):
+            raise ValueError(f"on_conflict={on_conflict!r}: expected 'raise' or 'skip'")
+        specs = _job_specs(entrypoint, payload, priority, execute_after, dedupe_key)
+        query = "enqueue_jobs" if on_conflict == "raise" else "enqueue_jobs_skip_duplicates"
+        params = {**spec_columns(Face.QUEUE, specs), "channel": str(self.channel)}
+        return Call(QUERIES[query], params, _ids_in_order([s.queueing_lock for s in specs]))
+
+    @staticmethod
+    def _queue_size_call() -> Call[list[QueueStatistics]]:
+        return Call(
+            QUERIES["queue_size"], {}, lambda rows: [QueueStatistics(**row) for row in rows]
+        )
+
+    @staticmethod
+    def _status_counts_call() -> Call[dict[str, int]]:
+        def queue_face_only(rows: list[Row]) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for row in rows:
+                if row["face"] == Face.QUEUE:
+                    counts[row["status"]] = counts.get(row["status"], 0) + row["count"]
+            return counts
+
+        return Call(QUERIES["status_counts"], {}, queue_face_only)
+
+
+@contextlib.contextmanager
+def _duplicates_named(dedupe_key: DedupeKeys) -> Iterator[None]:
+    """AlreadyEnqueued, under PgQueuer's name and with the keys it was given."""
+    try:
+        yield
+    except AlreadyEnqueued as error:
+        keys = dedupe_key if isinstance(dedupe_key, list) else [dedupe_key]
+        given = [repr(k) for k in keys if k is not None]
+        which = "it" if len(given) == 1 else "one of them"
+        raise DuplicateJobError(
+            f"dedupe_key {', '.join(given)}: a waiting job already holds {which} (or an earlier "
+            "job of the same batch does), so nothing was enqueued. Pass "
+            "on_conflict='skip' to enqueue the others and get None for the duplicates.",
+            dedupe_key=keys,
+            sqlstate=error.sqlstate,
+        ) from error
+
+
+class Queries(_QueryCalls):
+    """Queue operations on an async driver: every method is a coroutine.
+
+    ``Queries(blocking_driver)`` returns a :class:`SyncQueries` instead.
+    """
+
+    def __new__(cls, driver: BaseConnector, channel: str | None = None) -> Self:
+        if cls is Queries and isinstance(driver, SyncConnector):
+            # Not a Queries instance, so Python does not call Queries.__init__ on
+            # it. Type checkers cannot follow this switch (__new__ must return a
+            # Queries for them): typed code may build SyncQueries(driver) directly.
+            return SyncQueries(driver, channel)  # type: ignore[return-value]
+        return super().__new__(cls)
+
+    def __init__(self, driver: BaseConnector, channel: str | None = None) -> None:
+        if not isinstance(driver, AsyncConnector):
+            raise TypeError(f"Queries needs a driver or connector; got {type(driver).__name__}")
+        super().__init__(driver, channel)
+
+    async def install(self) -> None:
+        """Apply the shared schema (``sql/schema.sql``); harmless if it is there."""
+        await self._schema.apply_schema_async()
+
+    @overload
+    async def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: Literal["raise"] = "raise",
+    ) -> list[int]: ...
+
+    @overload
+    async def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: Literal["skip"],
+    ) -> list[int | None]: ...
+
+    async def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: OnConflict = "raise",
+    ) -> list[int] | list[int | None]:
+        """Enqueue one job, or one per entrypoint if ``entrypoint`` is a list (then
+        each other argument is a list of the same length, or one value for all).
+        Returns the job ids; with ``on_conflict="skip"``, None for skipped duplicates.
+        """
+        call = self._enqueue_call(
+            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict
+        )
+        with _duplicates_named(dedupe_key):
+            return await self._manager.run_async(call)
+
+    async def queue_size(self) -> list[QueueStatistics]:
+        """Waiting and running Queue-face jobs, per entrypoint, priority and status."""
+        return await self._manager.run_async(self._queue_size_call())
+
+    async def status_counts(self) -> dict[str, int]:
+        """Queue-face jobs per status, finished ones included."""
+        return await self._manager.run_async(self._status_counts_call())
+
+
+class SyncQueries(_QueryCalls):
+    """Queue operations on a blocking driver: the same methods as plain calls."""
+
+    def install(self) -> None:
+        self._schema.apply_schema()
+
+    @overload
+    def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: Literal["raise"] = "raise",
+    ) -> list[int]: ...
+
+    @overload
+    def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: Literal["skip"],
+    ) -> list[int | None]: ...
+
+    def enqueue(
+        self,
+        entrypoint: Entrypoints,
+        payload: Payloads,
+        priority: Priorities = 0,
+        execute_after: Delays = None,
+        dedupe_key: DedupeKeys = None,
+        *,
+        on_conflict: OnConflict = "raise",
+    ) -> list[int] | list[int | None]:
+        """See :meth:`Queries.enqueue`."""
+        call = self._enqueue_call(
+            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict
+        )
+        with _duplicates_named(dedupe_key):
+            return self._manager.run(call)
+
+    def queue_size(self) -> list[QueueStatistics]:
+        return self._manager.run(self._queue_size_call())
+
+    def status_counts(self) -> dict[str, int]:
+        return self._manager.run(self._status_counts_call())

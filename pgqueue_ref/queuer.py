@@ -1,0 +1,221 @@
+"""``PgQueuer``: the Queue face's consumer, over the shared worker engine.
+
+::
+
+    connection = await asyncpg.connect(dsn)
+    pgq = PgQueuer.from_asyncpg_connection(connection, resources={"http": client})
+
+    @pgq.entrypoint("fetch")
+    async def fetch(job: Job) -> None:                  # job.payload is bytes
+        ...
+
+    @pgq.entrypoint("report")
+    def report(job: Job, context: Context) -> None:     # sync: runs in a thread
+        context.resources["http"]...                     # the mapping given above
+
+    await pgq.run()                                      # until pgq.stop()
+    await pgq.run(mode=QueueExecutionMode.drain)         # until nothing is ready
+
+The consumer is :class:`~pgqueue_ref.worker.Worker` with ``face=Face.QUEUE``:
+the same engine as the App face's, fetching only Queue-face jobs of the
+registered entrypoints. A PgQueuer is the worker's :class:`JobHandler`: it says
+what running a job means (call the entrypoint with the job, and with a
+:class:`Context` if the entrypoint takes a second argument).
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import psycopg
+import psycopg_pool
+
+from .asyncpg_drivers import AsyncpgDriver, AsyncpgPoolDriver
+from .connector import AsyncConnector, BaseConnector, require_async
+from .driver import Driver
+from .exceptions import TaskNotFound
+from .jobs import Face, Job
+from .manager import JobManager
+from .psycopg_drivers import PsycopgDriver, PsycopgPoolDriver
+from .queries import Queries
+from .settings import Channel, DBSettings, QueueExecutionMode
+from .worker import Runnable, Worker, WorkerStats
+
+__all__ = ["Context", "Entrypoint", "PgQueuer"]
+
+Entrypoint = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Given to entrypoints that take a second argument (PgQueuer's ``Context``).
+
+    ``resources`` is the mapping handed to PgQueuer itself, not a copy: every
+    job sees the same objects, and what one job puts there the next one finds.
+    """
+
+    resources: MutableMapping[str, Any]
+
+
+def _wants_context(name: str, func: Entrypoint) -> bool:
+    """``def f(job)`` gets the job; ``def f(job, context)`` gets a Context too."""
+    parameters = inspect.signature(func).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional:
+        raise TypeError(
+            f"entrypoint {name!r} takes no argument, but it is called with the job: "
+            "write 'async def f(job): ...' (or 'def f(job, context): ...')"
+        )
+    return len(positional) >= 2
+
+
+class PgQueuer:
+    """Entrypoints, a driver, and the consumer that runs their jobs."""
+
+    def __init__(
+        self,
+        connection: BaseConnector,
+        channel: Channel | str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        connection.check_can_run_worker()  # SyncPsycopgDriver: a clear refusal, now
+        #: The driver (any async connector will do).
+        self.connection: AsyncConnector = require_async(connection)
+        self.channel = Channel(channel) if channel is not None else DBSettings().channel
+        #: Shared with every job through Context.resources (the same object, never copied).
+        self.resources: MutableMapping[str, Any] = {} if resources is None else resources
+        self._entrypoints: dict[str, tuple[Entrypoint, bool]] = {}
+        self._worker: Worker | None = None
+        self._stop_requested = False
+
+    # -- PgQueuer's classmethods: the driver is made for you ----------------------
+
+    @classmethod
+    def from_asyncpg_connection(
+        cls,
+        connection: asyncpg.Connection,
+        channel: Channel | str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+    ) -> PgQueuer:
+        return cls(AsyncpgDriver(connection), channel, resources)
+
+    @classmethod
+    def from_asyncpg_pool(
+        cls,
+        pool: asyncpg.Pool,
+        channel: Channel | str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+    ) -> PgQueuer:
+        return cls(AsyncpgPoolDriver(pool), channel, resources)
+
+    @classmethod
+    def from_psycopg_connection(
+        cls,
+        connection: psycopg.AsyncConnection[Any],
+        channel: Channel | str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+    ) -> PgQueuer:
+        return cls(PsycopgDriver(connection), channel, resources)
+
+    @classmethod
+    def from_psycopg_pool(
+        cls,
+        pool: psycopg_pool.AsyncConnectionPool[Any],
+        channel: Channel | str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+    ) -> PgQueuer:
+        """Beyond PgQueuer, which has no psycopg pool driver."""
+        return cls(PsycopgPoolDriver(pool), channel, resources)
+
+    # -- entrypoints ------------------------------------------------------------
+
+    def entrypoint(self, name: str) -> Callable[[Entrypoint], Entrypoint]:
+        """Register ``func`` to run the jobs enqueued for ``name``: ``@pgq.entrypoint("fetch")``."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"entrypoint name {name!r}: expected a non-empty string")
+
+        def register(func: Entrypoint) -> Entrypoint:
+            self._entrypoints[name] = (func, _wants_context(name, func))
+            return func
+
+        return register
+
+    @property
+    def entrypoints(self) -> list[str]:
+        return sorted(self._entrypoints)
+
+    @property
+    def queries(self) -> Queries:
+        """Queries on this driver and channel (enqueues wake this consumer at once)."""
+        return Queries(self.connection, self.channel)
+
+    def prepare(self, job: Job) -> Runnable:
+        """The worker's question: what does running this job mean? (JobHandler)"""
+        if job.task_name not in self._entrypoints:
+            raise TaskNotFound(
+                f"job {job.id} is for entrypoint {job.task_name!r}, which this PgQueuer does not "
+                f"have (it has: {', '.join(self.entrypoints) or 'none'}); register it with "
+                "@pgq.entrypoint(name)"
+            )
+        func, wants_context = self._entrypoints[job.task_name]
+        args = (job, Context(self.resources)) if wants_context else (job,)
+        return Runnable(func, args, is_async=inspect.iscoroutinefunction(func))
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        mode: QueueExecutionMode = QueueExecutionMode.continuous,
+        batch_size: int = 10,
+        max_concurrent_tasks: int | None = None,
+        dequeue_timeout: datetime.timedelta | None = None,
+        **worker_options: Any,
+    ) -> WorkerStats:
+        """Consume jobs of the registered entrypoints.
+
+        ``continuous`` runs until :meth:`stop` (or cancellation); ``drain`` returns
+        once no job is ready. ``batch_size`` jobs are claimed per round trip;
+        up to ``max_concurrent_tasks`` (default: ``batch_size``) run at once.
+        ``dequeue_timeout`` is how long an idle consumer waits for a NOTIFY
+        before looking anyway. Other keywords go to :class:`Worker`.
+        """
+        if not isinstance(mode, QueueExecutionMode):
+            raise TypeError(f"mode={mode!r}: use QueueExecutionMode.continuous or .drain")
+        continuous = mode is QueueExecutionMode.continuous
+        if continuous and isinstance(self.connection, Driver):
+            self.connection.check_room_for_listen()  # fail now, not in the background
+        if dequeue_timeout is not None:
+            worker_options["polling_interval"] = dequeue_timeout.total_seconds()
+        worker = Worker(
+            manager=JobManager(self.connection),
+            face=Face.QUEUE,
+            handler=self,
+            task_names=self.entrypoints,
+            concurrency=max_concurrent_tasks or batch_size,
+            prefetch=batch_size,
+            wait=continuous,
+            channel=self.channel,
+            **worker_options,
+        )
+        self._worker = worker
+        if self._stop_requested:
+            worker.stop()
+        try:
+            return await worker.run()
+        finally:
+            self._worker, self._stop_requested = None, False
+
+    def stop(self) -> None:
+        """Stop ``run()`` gracefully (running jobs finish). Safe from any thread,
+        from an entrypoint, or just before ``run()`` starts."""
+        self._stop_requested = True
+        if self._worker is not None:
+            self._worker.stop()

@@ -1,0 +1,217 @@
+"""``PgQueuer``: classmethods, entrypoints, resources, run modes, channels, and both faces
+side by side on one table."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import psycopg
+import psycopg_pool
+import pytest
+
+import pgqueue_ref
+from pgqueue_ref import Channel, DBSettings, PgQueuer, QueueExecutionMode
+from pgqueue_ref.db import AsyncpgDriver, AsyncpgPoolDriver, PsycopgDriver, PsycopgPoolDriver
+from pgqueue_ref.exceptions import InvalidChannel
+from pgqueue_ref.jobs import Job
+from pgqueue_ref.queuer import Context
+
+Db = Callable[..., list[tuple[Any, ...]]]
+
+
+@pytest.fixture
+async def apg(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(dsn)
+    yield connection
+    await connection.close()
+
+
+async def test_classmethods_wrap_the_right_driver(dsn: str, apg: asyncpg.Connection) -> None:
+    resources: dict[str, Any] = {"cache": {}}
+    pgq = PgQueuer.from_asyncpg_connection(apg, resources=resources)
+    assert type(pgq.connection) is AsyncpgDriver
+    assert pgq.resources is resources  # the very object, never a copy
+    assert pgq.channel == Channel(DBSettings().channel) == "pgqueue_ref"
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        pgq = PgQueuer.from_asyncpg_pool(pool, channel=Channel("orders"))
+        assert (type(pgq.connection), pgq.channel, pgq.resources) == (
+            AsyncpgPoolDriver,
+            "orders",
+            {},
+        )
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        assert type(PgQueuer.from_psycopg_connection(conn).connection) is PsycopgDriver
+    async with psycopg_pool.AsyncConnectionPool(dsn, min_size=1, max_size=2) as ppool:
+        assert type(PgQueuer.from_psycopg_pool(ppool).connection) is PsycopgPoolDriver
+
+
+async def test_entrypoints_get_the_job_and_optionally_a_context(
+    apg: asyncpg.Connection, db: Db
+) -> None:
+    cache: dict[str, Any] = {}
+    pgq = PgQueuer.from_asyncpg_connection(apg, resources={"cache": cache})
+    seen: list[tuple[str, int, bytes | None]] = []
+
+    @pgq.entrypoint("fetch")
+    async def fetch(job: Job) -> None:
+        seen.append(("fetch", job.id, job.payload))
+
+    @pgq.entrypoint("store")
+    def store(job: Job, context: Context) -> None:  # sync: runs in a worker thread
+        assert threading.current_thread() is not threading.main_thread()
+        context.resources["cache"][job.id] = job.payload
+
+    ids = await pgq.queries.enqueue(["fetch", "store", "store"], [b"a", b"b", None], [0, 0, 0])
+    stats = await pgq.run(mode=QueueExecutionMode.drain)
+    assert stats.succeeded == 3
+    assert seen == [("fetch", ids[0], b"a")]
+    assert cache == {ids[1]: b"b", ids[2]: None}
+    assert db("SELECT DISTINCT status FROM pgqueue_jobs") == [("succeeded",)]
+
+
+async def test_a_failing_entrypoint_fails_its_job_only(apg: asyncpg.Connection, db: Db) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+
+    @pgq.entrypoint("boom")
+    async def boom(job: Job) -> None:
+        if job.payload == b"bad":
+            raise ValueError("bad payload")
+
+    await pgq.queries.enqueue(["boom", "boom"], [b"bad", b"good"], [0, 0])
+    stats = await pgq.run(mode=QueueExecutionMode.drain)
+    assert (stats.succeeded, stats.failed) == (1, 1)
+    assert db("SELECT payload, status, error FROM pgqueue_jobs ORDER BY id") == [
+        (b"bad", "failed", "ValueError: bad payload"),
+        (b"good", "succeeded", None),
+    ]
+
+
+async def test_a_sync_entrypoint_can_use_the_driver_blocking(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        pgq = PgQueuer.from_psycopg_connection(conn)
+        answers: list[Any] = []
+
+        @pgq.entrypoint("ask")
+        def ask(job: Job) -> None:  # in a worker thread: the blocking twin goes to the loop
+            answers.append(pgq.connection.fetch_all("SELECT %(n)s::int AS n", {"n": job.id}))
+
+        (job_id,) = await pgq.queries.enqueue("ask", b"")
+        await pgq.run(mode=QueueExecutionMode.drain)
+        assert answers == [[{"n": job_id}]]
+
+
+def test_an_entrypoint_must_take_the_job(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+    with pytest.raises(TypeError, match=r"entrypoint 'x' takes no argument, but it is called"):
+        pgq.entrypoint("x")(lambda: None)
+
+
+async def listening_channels(pgq: PgQueuer) -> list[str] | None:
+    """Once the consumer LISTENs: its channels, asked on its own (single) connection."""
+    for _ in range(50):
+        rows = await pgq.connection.fetch_all_async(
+            "SELECT array_agg(c) AS channels FROM pg_listening_channels() AS c"
+        )
+        if rows[0]["channels"]:
+            break
+        await asyncio.sleep(0.1)
+    channels: list[str] | None = rows[0]["channels"]
+    return channels
+
+
+async def test_continuous_run_until_stopped_wakes_on_notify(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+
+    @pgq.entrypoint("ping")
+    async def ping(job: Job) -> None:
+        pgq.stop()  # from inside an entrypoint: a graceful stop
+
+    running = asyncio.create_task(pgq.run(dequeue_timeout=datetime.timedelta(seconds=60)))
+    assert await listening_channels(pgq) == ["pgqueue_ref"]
+    await pgq.queries.enqueue("ping", b"")
+    stats = await asyncio.wait_for(running, 5)  # polling is 60 s: only NOTIFY makes it in time
+    assert stats.succeeded == 1
+
+
+async def test_stop_before_run_is_not_lost(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+    pgq.stop()
+    stats = await asyncio.wait_for(pgq.run(), 5)
+    assert stats.finished == 0
+
+
+# -- channels ----------------------------------------------------------------------------
+
+
+async def test_a_custom_channel_is_listened_on_and_woken_by_its_queries(
+    apg: asyncpg.Connection,
+) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg, channel="orders")
+    done = asyncio.Event()
+
+    @pgq.entrypoint("ship")
+    async def ship(job: Job) -> None:
+        done.set()
+
+    running = asyncio.create_task(pgq.run(dequeue_timeout=datetime.timedelta(seconds=60)))
+    assert await listening_channels(pgq) == ["orders"]  # its own only, not the trigger's
+    await pgq.queries.enqueue("ship", b"")  # Queries on 'orders': notifies 'orders'
+    await asyncio.wait_for(done.wait(), 5)  # polling is 60 s: only NOTIFY makes it in time
+    pgq.stop()
+    await running
+
+
+def test_channel_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ["", "orders; DROP TABLE x", "1abc", "a-b", "é" * 32, "x" * 64]:
+        with pytest.raises(InvalidChannel):
+            Channel(bad)
+    assert Channel("x" * 63) == "x" * 63
+    with pytest.raises(InvalidChannel, match=r"channel 'a b' is not a valid channel name: use"):
+        DBSettings(channel="a b")
+    monkeypatch.setenv("PGQUEUE_REF_CHANNEL", "from_env")
+    assert DBSettings().channel == "from_env"
+    monkeypatch.setenv("PGQUEUE_REF_CHANNEL", "from env")
+    with pytest.raises(InvalidChannel, match=r"^PGQUEUE_REF_CHANNEL='from env': channel"):
+        DBSettings()
+
+
+# -- both faces, one table, one engine -----------------------------------------------------
+
+
+async def test_app_and_queue_jobs_side_by_side(
+    app: pgqueue_ref.App, apg: asyncpg.Connection, db: Db
+) -> None:
+    app_ran: list[int] = []
+    queue_ran: list[bytes | None] = []
+
+    @app.task(name="work")
+    async def work_app(n: int) -> None:
+        app_ran.append(n)
+
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+
+    @pgq.entrypoint("work")
+    async def work_queue(job: Job) -> None:
+        queue_ran.append(job.payload)
+
+    await work_app.batch_defer_async({"n": 1}, {"n": 2})
+    await pgq.queries.enqueue(["work"] * 3, [b"x", b"y", b"z"], [0, 0, 0])
+
+    app_stats = await app.run_worker_async(wait=False)
+    assert (app_stats.succeeded, sorted(app_ran), queue_ran) == (2, [1, 2], [])
+    assert db("SELECT face, status, count(*) FROM pgqueue_jobs GROUP BY 1, 2 ORDER BY 1") == [
+        ("app", "succeeded", 2),
+        ("queue", "todo", 3),
+    ]
+
+    queue_stats = await pgq.run(mode=QueueExecutionMode.drain)
+    assert (queue_stats.succeeded, sorted(queue_ran), len(app_ran)) == (3, [b"x", b"y", b"z"], 2)
+    assert db("SELECT face, status, count(*) FROM pgqueue_jobs GROUP BY 1, 2 ORDER BY 1") == [
+        ("app", "succeeded", 2),
+        ("queue", "succeeded", 3),
+    ]
