@@ -10,13 +10,15 @@ first app's connector; binding per app is what avoids that trap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import SyncCallInAsyncContext
 from .jobs import Face, Job, JobSpec, dump_args, schedule_in_seconds
 from .retry import RetryStrategy
 
@@ -112,9 +114,10 @@ class JobDeferrer:
         return job_id
 
     def defer(self, **task_kwargs: Any) -> int:
-        (job_id,) = self.app.job_manager.defer(
-            Face.APP, [self.job_spec(task_kwargs)], self.connection
-        )
+        with _use_async_twin("defer"):
+            (job_id,) = self.app.job_manager.defer(
+                Face.APP, [self.job_spec(task_kwargs)], self.connection
+            )
         return job_id
 
     async def batch_defer_async(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
@@ -124,7 +127,21 @@ class JobDeferrer:
         )
 
     def batch_defer(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
-        return self.app.job_manager.defer(Face.APP, self._specs(task_kwargs), self.connection)
+        with _use_async_twin("batch_defer"):
+            return self.app.job_manager.defer(Face.APP, self._specs(task_kwargs), self.connection)
+
+
+@contextlib.contextmanager
+def _use_async_twin(method: str) -> Iterator[None]:
+    """Name the method the caller used, not the connector's ``fetch_all`` underneath."""
+    try:
+        yield
+    except SyncCallInAsyncContext:
+        raise SyncCallInAsyncContext(
+            f"{method}() blocks, and it was called inside the running event loop that the "
+            "app's connector was opened in (a notebook, an async function): use "
+            f"'await task.{method}_async(...)' there instead."
+        ) from None
 
 
 class Task:

@@ -101,6 +101,7 @@ def _wait_for(predicate: Any, seconds: float, what: str) -> Any:
 # Reads the open notebook's model: for each code cell, its execution count,
 # whether it expects an error, and the errors it shows.
 CELLS_JS = """
+if (!window.jupyterapp || !window.jupyterapp.shell) { return null; }  // still loading
 const panel = window.jupyterapp.shell.currentWidget;
 if (!panel || !panel.content || !panel.sessionContext || !panel.sessionContext.session) { return null; }
 const kernel = panel.sessionContext.session.kernel;

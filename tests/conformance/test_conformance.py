@@ -267,9 +267,7 @@ async def test_blocking_call_inside_its_running_loop_raises(subject: Subject, db
         return
     with pytest.raises(SyncCallInAsyncContext) as caught:
         deferrer.defer()
-    assert str(caught.value).endswith(
-        "e.g. 'await task.defer_async(...)' or 'await app.open_async()'."
-    )
+    assert str(caught.value).endswith("use 'await task.defer_async(...)' there instead.")
     assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
 
 
