@@ -24,9 +24,10 @@ from types import TracebackType
 from typing import Any, Self, overload
 
 from .connector import BaseConnector, require_async
-from .exceptions import SyncCallInAsyncContext, TaskNotFound
+from .exceptions import InvalidQueueName, SyncCallInAsyncContext, TaskNotFound
 from .jobs import Face, Job
 from .manager import JobManager, SchemaManager
+from .names import identifier
 from .retry import RetryStrategy, retry_strategy
 from .tasks import JobContext, JobDeferrer, Task, TaskDefinition
 from .worker import Runnable, Worker, WorkerStats
@@ -97,7 +98,7 @@ class App:
             definition = TaskDefinition(
                 func=func,
                 name=name or f"{func.__module__}.{func.__qualname__}",
-                queue=queue,
+                queue=identifier("queue", queue, InvalidQueueName, "emails"),
                 priority=priority,
                 lock=lock,
                 queueing_lock=queueing_lock,

@@ -22,13 +22,15 @@ face's asyncpg drivers use them too.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from psycopg.conninfo import conninfo_to_dict
 
 from .connector import AsyncConnector, Params, Row
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ConnectionFailed
 from .sql import to_numbered
 
 __all__ = [
@@ -109,8 +111,27 @@ class AsyncpgConnector(AsyncConnector):
         if pool is not None:
             self._pool, self._owns_pool = pool, False
             return
-        self._pool = await asyncpg.create_pool(self._dsn, **self._pool_args)
+        try:
+            self._pool = await asyncpg.create_pool(self._dsn, **self._pool_args)
+        except (asyncpg.PostgresError, OSError) as error:
+            # asyncpg's own message omits the address (e.g. a wrong password):
+            # say where we tried, never with what password.
+            raise ConnectionFailed(
+                f"{type(error).__name__}: {error} (connecting to {self._address()})",
+                sqlstate=getattr(error, "sqlstate", None),
+            ) from error
         self._owns_pool = True
+
+    def _address(self) -> str:
+        """host:port that asyncpg connects to, from the same sources it reads."""
+        given = conninfo_to_dict(self._dsn) if self._dsn else {}
+        host = (
+            self._pool_args.get("host")
+            or given.get("host")
+            or os.environ.get("PGHOST", "localhost")
+        )
+        port = self._pool_args.get("port") or given.get("port") or os.environ.get("PGPORT", "5432")
+        return f"{host}:{port}"
 
     async def _close(self) -> None:
         if self._pool is not None and self._owns_pool:

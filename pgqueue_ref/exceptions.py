@@ -12,7 +12,9 @@ The tree::
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
     │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
-    │   ├── InvalidChannel            a LISTEN/NOTIFY channel name that is not an identifier
+    │   ├── InvalidIdentifier         a name that must be an identifier is not one
+    │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
+    │   │   └── InvalidQueueName      a queue name
     │   └── SyncCallInAsyncContext    a blocking call from inside a running event loop
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     └── TaskNotFound                  a job names a task its worker does not know
@@ -40,6 +42,8 @@ __all__ = [
     "DuplicateJobError",
     "ExternalConnectionError",
     "InvalidChannel",
+    "InvalidIdentifier",
+    "InvalidQueueName",
     "PgQueueError",
     "SyncCallInAsyncContext",
     "SyncConnectorConfigurationError",
@@ -106,8 +110,16 @@ class AutocommitRequired(ConfigurationError):
     """A Queue-face driver was handed a psycopg connection without autocommit."""
 
 
-class InvalidChannel(ConfigurationError, ValueError):
-    """A channel name that is not a plain identifier (letters, digits, ``_``)."""
+class InvalidIdentifier(ConfigurationError, ValueError):
+    """A name that must be a plain identifier (letters, digits, ``_``) is not one."""
+
+
+class InvalidChannel(InvalidIdentifier):
+    """A LISTEN/NOTIFY channel name that is not a plain identifier."""
+
+
+class InvalidQueueName(InvalidIdentifier):
+    """A queue name that is not a plain identifier."""
 
 
 class SyncCallInAsyncContext(ConfigurationError):

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Self
 
 from .exceptions import InvalidChannel
+from .names import identifier
 from .worker import CHANNEL
 
 __all__ = ["CHANNEL_ENV", "Channel", "DBSettings", "QueueExecutionMode"]
 
 #: The environment variable that overrides the default channel.
 CHANNEL_ENV = "PGQUEUE_REF_CHANNEL"
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names
 
 
 class Channel(str):
@@ -44,16 +41,7 @@ class Channel(str):
     __slots__ = ()
 
     def __new__(cls, name: str) -> Self:
-        if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-            raise InvalidChannel(
-                f"channel {name!r} is not a valid channel name: use letters, digits and "
-                "underscores, starting with a letter or underscore (e.g. 'orders_queue')"
-            )
-        if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
-            raise InvalidChannel(
-                f"channel {name!r} is {len(name.encode())} bytes long; PostgreSQL would cut it "
-                f"to {_MAX_IDENTIFIER_BYTES}: use a shorter name"
-            )
+        identifier("channel", name, InvalidChannel, "orders_queue")
         return super().__new__(cls, name)
 
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import SyncCallInAsyncContext
+from .exceptions import InvalidQueueName, SyncCallInAsyncContext
 from .jobs import Face, Job, JobSpec, dump_args, schedule_in_seconds
+from .names import identifier
 from .retry import RetryStrategy
 
 if TYPE_CHECKING:
@@ -75,9 +76,9 @@ class JobDeferrer:
                 f"schedule_at={schedule_at!r} has no time zone, so it is ambiguous: "
                 "use an aware datetime, e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
             )
-        queue = definition.queue if queue is None else queue
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"queue={queue!r}: a queue name is a non-empty string")
+        queue = identifier(
+            "queue", definition.queue if queue is None else queue, InvalidQueueName, "emails"
+        )
         priority = definition.priority if priority is None else priority
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError(f"priority={priority!r}: expected an int (higher runs first)")

@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .connector import AsyncConnector, require_async
-from .exceptions import PgQueueError, TaskNotFound
+from .exceptions import InvalidQueueName, PgQueueError, TaskNotFound
 from .jobs import Face, Job, Status
 from .manager import JobManager, Outcome
+from .names import identifier
 from .retry import RetryStrategy
 
 __all__ = ["CHANNEL", "JobHandler", "Runnable", "Worker", "WorkerStats"]
@@ -131,7 +132,11 @@ class Worker:
         self.connector: AsyncConnector = require_async(manager.connector)
         self.face = face
         self.handler = handler
-        self.queues = list(queues) if queues is not None else None
+        self.queues = (
+            [identifier("queue", q, InvalidQueueName, "emails") for q in queues]
+            if queues is not None
+            else None
+        )
         self.task_names = list(task_names) if task_names is not None else None
         self.concurrency = concurrency
         # Claimed-but-not-started jobs kept in hand. More per round trip drains
