@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -48,9 +49,10 @@ def test_the_claim_skips_the_flush_wait_for_itself_only(dsn: str, db: Db) -> Non
     assert db("SELECT status FROM pgqueue_jobs") == [("doing",)]
 
 
-async def test_one_job_and_a_batch_of_one_write_the_same_row(app: pgqueue_ref.App, db: Db) -> None:
-    # One job goes through defer_job (plain values), several through defer_jobs
-    # (unnest of arrays): both must write exactly the same columns.
+async def test_the_three_defer_statements_write_the_same_rows(app: pgqueue_ref.App, db: Db) -> None:
+    # One job goes through defer_job (plain values), jobs differing only in their
+    # arguments through defer_jobs_alike (one array), others through defer_jobs (an
+    # array per column): all must write exactly the same columns.
     spec = JobSpec(
         task_name="t",
         queue="q",
@@ -61,18 +63,22 @@ async def test_one_job_and_a_batch_of_one_write_the_same_row(app: pgqueue_ref.Ap
         queueing_lock=None,
         schedule_in=3600.0,
     )
+    other = dataclasses.replace(spec, priority=8)
     assert defer_call(Face.QUEUE, [spec]).query.name == "defer_job"
-    assert defer_call(Face.QUEUE, [spec, spec]).query.name == "defer_jobs"
+    assert defer_call(Face.QUEUE, [spec, spec]).query.name == "defer_jobs_alike"
+    assert defer_call(Face.QUEUE, [spec, other]).query.name == "defer_jobs"
     manager = app.job_manager
-    (one,) = await manager.defer_async(Face.QUEUE, [spec])
-    first, _ = await manager.defer_async(Face.QUEUE, [spec, spec])
+    ids = await manager.defer_async(Face.QUEUE, [spec])
+    ids += await manager.defer_async(Face.QUEUE, [spec, spec])
+    ids += await manager.defer_async(Face.QUEUE, [spec, other])
     columns = (
         "face, queue, task_name, args, payload, priority, lock, queueing_lock, status, "
         "round(extract(epoch FROM scheduled_at - created_at))"
     )
-    rows = db(f"SELECT {columns} FROM pgqueue_jobs WHERE id IN (%s, %s) ORDER BY id", one, first)
-    assert rows[0] == rows[1]
+    rows = db(f"SELECT {columns} FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", ids)
+    assert rows[:4] == [rows[0]] * 4
     assert rows[0][:3] == ("queue", "q", "t") and rows[0][-1] == 3600
+    assert rows[4][5] == 8  # the ids come back in the order of the jobs
 
 
 async def test_asyncpg_pool_sends_no_reset_query_between_statements(dsn: str, db: Db) -> None:

@@ -29,6 +29,19 @@ FROM unnest(
 ) AS job(queue, task_name, args, payload, priority, lock, queueing_lock, schedule_at, schedule_in)
 RETURNING id;
 
+-- name: defer_jobs_alike
+-- The common batch: jobs that differ only in their arguments (batch_defer of
+-- one task). The shared columns arrive once as plain values and the arguments
+-- as one array: the client encodes, and the server parses, one array instead
+-- of nine.
+INSERT INTO pgqueue_jobs
+    (face, queue, task_name, args, payload, priority, lock, queueing_lock, scheduled_at)
+SELECT %(face)s::text, %(queue)s::text, %(task_name)s::text, job.args::jsonb, %(payload)s::bytea,
+       %(priority)s::integer, %(lock)s::text, %(queueing_lock)s::text,
+       coalesce(%(schedule_at)s::timestamptz, now() + make_interval(secs => %(schedule_in)s::float8))
+FROM unnest(%(args)s::text[]) AS job(args)
+RETURNING id;
+
 -- name: defer_job
 -- One job, the same columns as defer_jobs given as plain values. Deferring
 -- one by one is the common case, and a one-row INSERT ... VALUES costs less
