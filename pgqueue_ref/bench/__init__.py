@@ -114,7 +114,9 @@ async def _one(results: Results, subject: Subject, operation: str, sizes: Sizes)
         results.checks.append(check)
         return f"drain {rate:,.0f} jobs/s"
     if operation == "latency":
-        p50, p95, check = await runner.latency(subject, sizes.latency_samples, sizes.latency_gap)
+        p50, p95, check = await runner.latency(
+            subject, sizes.latency_samples, sizes.latency_gap, sizes.latency_budget
+        )
         results.add(name, "latency_p50", sizes.latency_samples, p50)
         results.add(name, "latency_p95", sizes.latency_samples, p95)
         results.checks.append(check)

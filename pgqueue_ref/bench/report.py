@@ -213,6 +213,7 @@ class Results:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         panels = ["enqueue_one", "enqueue_batch", "drain", "latency_p50"]
         names = [s.name for s in self.subjects]
@@ -246,8 +247,8 @@ class Results:
                         ax.plot(p95.median, y, "k|", markersize=10)
                 ax.annotate(
                     _fmt(operation)(median),
-                    (median, y),
-                    xytext=(3, 0),
+                    (max(found.values), y),
+                    xytext=(4, 0),
                     textcoords="offset points",
                     va="center",
                     fontsize=7,
@@ -255,8 +256,12 @@ class Results:
             ax.set_title(
                 f"{title}\n({unit}, {'higher' if higher else 'lower'} is better)", fontsize=9
             )
-            if higher:
-                ax.set_xscale("log")
+            # Log scales: the subjects differ by orders of magnitude.
+            ax.set_xscale("log")
+            fmt = _fmt(operation)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _, fmt=fmt: fmt(v)))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.margins(x=0.3)
             ax.tick_params(labelsize=8)
             ax.grid(axis="x", alpha=0.3)
         axes[0].set_yticks(range(len(names)), names)

@@ -66,6 +66,7 @@ class Sizes:
     drain: int = 10_000
     latency_samples: int = 200
     latency_gap: float = 0.01  # seconds between a job's start and the next defer
+    latency_budget: float = 30.0  # seconds: fewer samples for a subject slower than that
     memory: int = 50_000
 
 
@@ -305,14 +306,22 @@ async def memory(subject: Subject, jobs: int) -> tuple[MemoryCurve, Check]:
     return MemoryCurve(subject.name, jobs, seconds, [tuple(s) for s in report["rss"]]), check
 
 
-async def latency(subject: Subject, samples: int, gap: float) -> tuple[float, float, Check]:
-    """(p50, p95) in ms from the defer call's start to the job's start, idle listening worker."""
+async def latency(
+    subject: Subject, samples: int, gap: float, budget: float
+) -> tuple[float, float, Check]:
+    """(p50, p95) in ms from the defer call's start to the job's start, idle listening worker.
+
+    Stops early, with fewer samples, once ``budget`` seconds have passed (a subject whose
+    jobs start a second late would otherwise take minutes)."""
     assert subject.async_client is not None
     async with fresh_database(subject) as dsn, _Child.start(subject, dsn, "serve") as child:
         await child.message()  # ready
         latencies: list[float] = []
+        deadline = time.monotonic() + budget
         async with subject.async_client(dsn) as client:
             for n in range(-1, samples):  # job -1 warms up the whole path, and is not counted
+                if time.monotonic() > deadline and len(latencies) >= 2:
+                    break
                 await asyncio.sleep(gap)
                 started = time.monotonic()
                 await client.defer_one(n)
@@ -324,6 +333,6 @@ async def latency(subject: Subject, samples: int, gap: float) -> tuple[float, fl
         await child.close_stdin()
         report = await child.message()
         await child.exit()
-        check = await _check(subject, "latency", dsn, samples + 1, report)
+        check = await _check(subject, "latency", dsn, len(latencies) + 1, report)
     cuts = statistics.quantiles(latencies, n=20, method="inclusive")
     return statistics.median(latencies), cuts[18], check
