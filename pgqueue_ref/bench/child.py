@@ -1,6 +1,7 @@
 """The worker process of a benchmark: ``python -m pgqueue_ref.bench.child SUBJECT DSN MODE``.
 
-It talks to the runner in JSON lines: it prints ``{"ready": ...}`` once its
+``drain`` takes two more arguments: how many jobs wait (numbered 0 to
+JOBS - 1) and how often to sample memory, in seconds. It talks to the runner in JSON lines: it prints ``{"ready": ...}`` once its
 worker is set up, then
 
 * ``drain``: waits for a line on stdin (the jobs are waiting by then), runs
@@ -44,19 +45,41 @@ def _say(**message: Any) -> None:
     sys.stdout.flush()
 
 
-async def _sample_rss(samples: list[tuple[float, int, int]], runs: list[int], every: float) -> None:
+async def _sample_rss(
+    samples: list[tuple[float, int, int]], runs: RunCounter, every: float
+) -> None:
     started = time.monotonic()
     while True:
         samples.append((time.monotonic() - started, rss_bytes(), len(runs)))
         await asyncio.sleep(every)
 
 
-async def _drain(subject_name: str, dsn: str, rss_every: float) -> None:
+class RunCounter:
+    """The hook of a drain: counts runs and repeats in constant memory (one byte per
+    job, allocated up front), so that the memory curve shows the worker, not us."""
+
+    __slots__ = ("_seen", "repeats", "runs")
+
+    def __init__(self, jobs: int) -> None:
+        self.runs = self.repeats = 0
+        self._seen = bytearray(jobs)
+
+    def __call__(self, n: int) -> None:
+        self.runs += 1
+        if self._seen[n]:
+            self.repeats += 1
+        self._seen[n] = 1
+
+    def __len__(self) -> int:
+        return self.runs
+
+
+async def _drain(subject_name: str, dsn: str, jobs: int, rss_every: float) -> None:
     worker_factory = SUBJECTS[subject_name].worker
     assert worker_factory is not None
-    runs: list[int] = []
+    runs = RunCounter(jobs)
     samples: list[tuple[float, int, int]] = []
-    async with worker_factory(dsn, runs.append) as worker:
+    async with worker_factory(dsn, runs) as worker:
         _say(ready=True, rss=rss_bytes())
         await asyncio.to_thread(sys.stdin.readline)  # "go": the jobs are waiting
         sampler = asyncio.create_task(_sample_rss(samples, runs, rss_every))
@@ -65,7 +88,13 @@ async def _drain(subject_name: str, dsn: str, rss_every: float) -> None:
         finished = time.monotonic()
         sampler.cancel()
         samples.append((finished - started, rss_bytes(), len(runs)))
-    _say(started=started, finished=finished, runs=len(runs), distinct=len(set(runs)), rss=samples)
+    _say(
+        started=started,
+        finished=finished,
+        runs=runs.runs,
+        distinct=runs.runs - runs.repeats,
+        rss=samples,
+    )
 
 
 async def _serve(subject_name: str, dsn: str) -> None:
@@ -88,11 +117,10 @@ async def _serve(subject_name: str, dsn: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    subject_name, dsn, mode = argv[:3]
-    rss_every = float(argv[3]) if len(argv) > 3 else 0.1
+    subject_name, dsn, mode, *rest = argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if mode == "drain":
-        asyncio.run(_drain(subject_name, dsn, rss_every))
+    if mode == "drain":  # ... drain JOBS RSS_EVERY
+        asyncio.run(_drain(subject_name, dsn, int(rest[0]), float(rest[1])))
     elif mode == "serve":
         asyncio.run(_serve(subject_name, dsn))
     else:

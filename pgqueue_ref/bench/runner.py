@@ -286,7 +286,7 @@ async def _drain_once(
 ) -> tuple[dict[str, Any], Check]:
     async with fresh_database(subject) as dsn:
         await _load(subject, dsn, jobs)
-        async with _Child.start(subject, dsn, "drain", str(rss_every)) as child:
+        async with _Child.start(subject, dsn, "drain", str(jobs), str(rss_every)) as child:
             await child.message()  # ready
             child.send("go")
             report = await child.message(timeout=max(120.0, jobs / 100))
