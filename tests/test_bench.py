@@ -11,6 +11,7 @@ import pytest
 
 from pgqueue_ref.bench import SUBJECTS, Sizes, run_bench, select_subjects
 from pgqueue_ref.bench import _plan as plan
+from pgqueue_ref.bench.child import RunCounter
 from pgqueue_ref.bench.report import Results
 from pgqueue_ref.bench.runner import Check, MemoryCurve
 
@@ -25,6 +26,13 @@ def test_a_check_fails_on_a_job_run_twice_a_job_lost_or_a_job_left() -> None:
     assert str(Check("s", "drain", 3, 4, 3, 0)) == (
         "s, drain: 4 runs of 3 distinct jobs for 3 deferred, 0 left unfinished"
     )
+
+
+def test_a_drain_counts_runs_and_repeats_without_keeping_them() -> None:
+    runs = RunCounter(4)
+    for n in (0, 3, 1, 3):
+        runs(n)
+    assert (runs.runs, runs.repeats, len(runs)) == (4, 1, 4)
 
 
 def test_the_plan_interleaves_subjects_so_they_share_the_machine_drift() -> None:
