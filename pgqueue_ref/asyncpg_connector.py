@@ -11,6 +11,12 @@ Its quirks, and nothing else:
   (``host=``, ``user=``...), or neither, and asyncpg reads the libpq ``PG*``
   environment variables. Pool arguments (``min_size``, ``max_size``...) pass
   through to ``asyncpg.create_pool``.
+* A pool we create skips asyncpg's reset query on release (``reset=``): by
+  default each release sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+  UNLISTEN *; RESET ALL``, one more round trip for every statement, to undo
+  session state that our single autocommit statements never create. (asyncpg
+  still rolls back a transaction left open.) Pass ``reset=`` to choose, and a
+  pool of your own keeps its own setting.
 * LISTEN uses ``add_listener`` on a pooled connection held for as long as a
   worker runs (so the pool needs ``max_size >= 2``); asyncpg calls back for
   each notification, no polling loop needed.
@@ -57,6 +63,10 @@ async def fetch_all(conn: Any, query: str, params: Params) -> list[Row]:
     numbered, names = to_numbered(query)
     records = await conn.fetch(numbered, *(params[name] for name in names))
     return [dict(record) for record in records]
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset=``: nothing to undo after our statements (see the module docstring)."""
 
 
 def check_pool_leaves_room_for_listen(pool: asyncpg.Pool, owner: str) -> None:
@@ -112,7 +122,9 @@ class AsyncpgConnector(AsyncConnector):
             self._pool, self._owns_pool = pool, False
             return
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, **self._pool_args)
+            self._pool = await asyncpg.create_pool(
+                self._dsn, **{"reset": _keep_session, **self._pool_args}
+            )
         except (asyncpg.PostgresError, OSError) as error:
             # asyncpg's own message omits the address (e.g. a wrong password):
             # say where we tried, never with what password.

@@ -204,12 +204,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench import Sizes, run_bench
 
-    run_bench(
-        jobs=args.jobs, one_by_one_jobs=args.one_by_one_jobs, repeat=args.repeat, output=args.output
-    )
-    return 0
+    sizes = Sizes(one_by_one=args.one_by_one_jobs, batch=args.jobs, drain=args.jobs,
+                  latency_samples=args.latency_samples, memory=args.memory_jobs)  # fmt: skip
+    results = run_bench(sizes=sizes, repeat=args.repeat, subjects=args.subjects, operations=args.operations,
+                        output=args.output, plot=args.plot,
+                        command=" ".join(["python -m pgqueue_ref", *sys.argv[1:]]))  # fmt: skip
+    return 1 if results.failures else 0
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -296,16 +298,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=_positive, default=300, help="how many jobs (default 300)")
     demo.set_defaults(run=cmd_demo)
 
-    bench = commands.add_parser("bench", help="measure enqueue and drain throughput, side by side")
+    bench = commands.add_parser(
+        "bench", help="measure pgqueue_ref beside procrastinate, PgQueuer and a minimal SQL loop",
+        description="On fresh databases of one PostgreSQL with stock settings, measure for every "
+        "installed subject: enqueue one by one, batch enqueue, drain by one worker process, "
+        "defer-to-start latency, and the worker's memory over a long drain. Prints medians with "
+        "min-max and the ratios between subjects; writes JSON, a Markdown table and a plot. "
+        'procrastinate and PgQueuer join when installed (pip install -e ".[bench]").',
+    )  # fmt: skip
     bench.add_argument(
-        "--jobs", type=_positive, default=5000, help="jobs per batch/drain run (default 5000)"
+        "--jobs",
+        type=_positive,
+        default=10_000,
+        help="jobs per batch and drain run (default 10000)",
     )
     bench.add_argument(
         "--one-by-one-jobs", type=_positive, default=1000, help="jobs per one-by-one run"
     )
-    bench.add_argument("--repeat", type=_positive, default=3, help="repetitions (default 3)")
     bench.add_argument(
-        "--output", type=Path, default=Path("bench-results/bench.json"), help="JSON results"
+        "--latency-samples", type=_positive, default=200, help="jobs per latency run"
+    )
+    bench.add_argument("--memory-jobs", type=_positive, default=50_000,
+                       help="jobs drained while the worker's memory is sampled")  # fmt: skip
+    bench.add_argument("--repeat", type=_positive, default=3, help="repetitions (default 3)")
+    bench.add_argument("--subjects", nargs="+", metavar="TEXT",
+                       help="only subjects whose name contains one of these (default: all installed)")  # fmt: skip
+    operations = ["enqueue_one", "enqueue_batch", "drain", "latency", "memory"]
+    bench.add_argument(
+        "--operations", nargs="+", choices=operations, default=operations, help="what to measure"
+    )
+    bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"),
+                       help="JSON results; a Markdown table is written beside it")  # fmt: skip
+    bench.add_argument(
+        "--plot", type=Path, default=Path("bench-results/benchmarks.png"), help="the plot (PNG)"
     )
     bench.set_defaults(run=cmd_bench)
     return parser

@@ -62,7 +62,53 @@ def _nothing(rows: list[Row]) -> None:
 
 
 def defer_call(face: Face, specs: Sequence[JobSpec]) -> Call[list[int]]:
+    # The common cases have cheaper statements of their own: one job, and a batch
+    # of jobs that differ only in their arguments.
+    if len(specs) == 1:
+        return Call(QUERIES["defer_job"], _spec_values(face, specs[0]), _ids)
+    shared = _shared(specs[0])
+    if all(_shared(spec) == shared for spec in specs):
+        params = _spec_values(face, specs[0]) | {"args": [spec.args for spec in specs]}
+        return Call(QUERIES["defer_jobs_alike"], params, _ids)
     return Call(QUERIES["defer_jobs"], spec_columns(face, specs), _ids)
+
+
+def defer_alike_call(face: Face, template: JobSpec, args: Sequence[str]) -> Call[list[int]]:
+    """Jobs like ``template`` but for their JSON ``args``, without a JobSpec each."""
+    if len(args) == 1:
+        return defer_call(face, [dataclasses.replace(template, args=args[0])])
+    params = _spec_values(face, template) | {"args": list(args)}
+    return Call(QUERIES["defer_jobs_alike"], params, _ids)
+
+
+def _shared(spec: JobSpec) -> tuple[Any, ...]:
+    """Every column of a job but its arguments."""
+    return (
+        spec.queue,
+        spec.task_name,
+        spec.payload,
+        spec.priority,
+        spec.lock,
+        spec.queueing_lock,
+        spec.schedule_at,
+        spec.schedule_in,
+    )
+
+
+def _spec_values(face: Face, spec: JobSpec) -> dict[str, Any]:
+    """The parameters of ``defer_job``: ``spec_columns`` for one job, without the arrays."""
+    return {
+        "face": face.value,
+        "queue": spec.queue,
+        "task_name": spec.task_name,
+        "args": spec.args,
+        "payload": spec.payload,
+        "priority": spec.priority,
+        "lock": spec.lock,
+        "queueing_lock": spec.queueing_lock,
+        "schedule_at": spec.schedule_at,
+        "schedule_in": spec.schedule_in,
+    }
 
 
 def fetch_call(
@@ -136,6 +182,18 @@ class JobManager:
 
     def defer(self, face: Face, specs: Sequence[JobSpec], connection: Any = None) -> list[int]:
         return self.run(defer_call(face, specs), connection) if specs else []
+
+    async def defer_alike_async(
+        self, face: Face, template: JobSpec, args: Sequence[str], connection: Any = None
+    ) -> list[int]:
+        """Defer one job per JSON ``args``, each otherwise like ``template``: a batch_defer."""
+        call = defer_alike_call(face, template, args)
+        return await self.run_async(call, connection) if args else []
+
+    def defer_alike(
+        self, face: Face, template: JobSpec, args: Sequence[str], connection: Any = None
+    ) -> list[int]:
+        return self.run(defer_alike_call(face, template, args), connection) if args else []
 
     # -- the worker's side --------------------------------------------------
 

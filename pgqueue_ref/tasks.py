@@ -101,11 +101,12 @@ class JobDeferrer:
             self._template, args=dump_args(self.definition.name, task_kwargs)
         )
 
-    def _specs(self, kwargs_list: tuple[Mapping[str, Any], ...]) -> list[JobSpec]:
+    def _args(self, kwargs_list: tuple[Mapping[str, Any], ...]) -> list[str]:
+        """The JSON arguments of a batch: its jobs differ in nothing else."""
         for kwargs in kwargs_list:
             if not isinstance(kwargs, Mapping):
                 raise TypeError(f"batch_defer takes one dict of arguments per job; got {kwargs!r}")
-        return [self.job_spec(kwargs) for kwargs in kwargs_list]
+        return [dump_args(self.definition.name, kwargs) for kwargs in kwargs_list]
 
     async def defer_async(self, **task_kwargs: Any) -> int:
         """Defer one job; returns its id."""
@@ -123,13 +124,15 @@ class JobDeferrer:
 
     async def batch_defer_async(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
         """Defer one job per dict of arguments, in one statement; returns their ids."""
-        return await self.app.job_manager.defer_async(
-            Face.APP, self._specs(task_kwargs), self.connection
+        return await self.app.job_manager.defer_alike_async(
+            Face.APP, self._template, self._args(task_kwargs), self.connection
         )
 
     def batch_defer(self, *task_kwargs: Mapping[str, Any]) -> list[int]:
         with _use_async_twin("batch_defer"):
-            return self.app.job_manager.defer(Face.APP, self._specs(task_kwargs), self.connection)
+            return self.app.job_manager.defer_alike(
+                Face.APP, self._template, self._args(task_kwargs), self.connection
+            )
 
 
 @contextlib.contextmanager

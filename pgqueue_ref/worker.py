@@ -9,9 +9,11 @@ the Queue face calls an entrypoint with the job). Its parts::
                          │                                      ▼ outcomes
     heartbeat (own row; hands back dead workers' jobs)    flusher ── one finish_jobs per batch
 
-* **Fetcher.** Claims up to ``prefetch`` jobs in one ``fetch_jobs`` round trip
-  (``FOR UPDATE SKIP LOCKED``), keeps them in a local buffer, and claims more
-  when the buffer runs low. Jobs per round trip decide drain speed.
+* **Fetcher.** Claims jobs in one ``fetch_jobs`` round trip (``FOR UPDATE
+  SKIP LOCKED``), keeps them in a local buffer, and claims more when the
+  buffer runs low. Jobs per round trip decide drain speed; how many to keep
+  in hand adapts to how fast the jobs go (:mod:`pgqueue_ref.claim_size`),
+  unless ``prefetch`` fixes it.
 * **Runners.** ``concurrency`` coroutines take jobs from the buffer. Async
   tasks run on the event loop; sync tasks in a thread pool of the same size.
 * **Flusher.** Outcomes (succeeded, failed, retry) wait in a list and are
@@ -40,6 +42,7 @@ import functools
 import logging
 import os
 import socket
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -47,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .claim_size import ClaimSize
 from .connector import AsyncConnector, require_async
 from .exceptions import InvalidQueueName, PgQueueError, TaskNotFound
 from .jobs import Face, Job, Status
@@ -141,7 +145,9 @@ class Worker:
         self.concurrency = concurrency
         # Claimed-but-not-started jobs kept in hand. More per round trip drains
         # faster; fewer leaves more for other workers when jobs are slow.
-        self.prefetch = prefetch if prefetch is not None else max(10, 2 * concurrency)
+        # None: adapt to the jobs, starting from `concurrency`.
+        self.prefetch = prefetch
+        self._claim_size = ClaimSize(prefetch, start=concurrency)
         self.wait = wait
         self.listen = listen
         self.polling_interval = polling_interval
@@ -157,13 +163,13 @@ class Worker:
         self.worker_id: int | None = None
         #: Set once LISTEN is in place (tests wait for it before deferring).
         self.listening = asyncio.Event()
-        self._buffer: deque[Job] = deque()
+        self._buffer: deque[tuple[Job, float]] = deque()  # (job, when it was claimed)
         self._outcomes: list[Outcome] = []
         self._busy = 0
         self._stopping = False
-        self._wake = asyncio.Event()  # new jobs may be ready
-        self._room = asyncio.Event()  # a runner took a job, or finished one
-        self._jobs_ready = asyncio.Condition()
+        self._wake = asyncio.Event()  # new jobs may be ready in the database
+        self._room = asyncio.Event()  # the buffer ran low, or a job ended with it empty
+        self._jobs_ready = asyncio.Event()  # the buffer has jobs, or we are stopping
         self._flush_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,11 +221,11 @@ class Worker:
         self._stopping = True
         self._wake.set()
         self._room.set()
+        self._jobs_ready.set()
 
     async def _fetch_until_stopped(self) -> None:
-        refill_below = max(1, self.prefetch // 2)
         while not self._stopping:
-            if len(self._buffer) >= refill_below:
+            if len(self._buffer) >= self._claim_size.refill_below:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -235,14 +241,15 @@ class Worker:
 
     async def _claim(self) -> int:
         assert self.worker_id is not None
-        limit = self.prefetch - len(self._buffer)
+        limit = max(1, self._claim_size.before_claim() - len(self._buffer))
         jobs = await self.manager.fetch_async(
             self.face, self.worker_id, limit, self.queues, self.task_names
         )
+        self._claim_size.after_claim(limit, len(jobs))
         if jobs:
-            self._buffer.extend(jobs)
-            async with self._jobs_ready:
-                self._jobs_ready.notify(len(jobs))
+            now = time.monotonic()
+            self._buffer.extend((job, now) for job in jobs)
+            self._jobs_ready.set()
         return len(jobs)
 
     async def _drained(self) -> bool:
@@ -258,14 +265,17 @@ class Worker:
     # -- runners --------------------------------------------------------------
 
     async def _run_jobs(self) -> None:
-        while True:
-            async with self._jobs_ready:
-                await self._jobs_ready.wait_for(lambda: bool(self._buffer) or self._stopping)
-                if self._stopping:
-                    return
-                job = self._buffer.popleft()
+        buffer, claim_size = self._buffer, self._claim_size
+        while not self._stopping:
+            if not buffer:
+                self._jobs_ready.clear()
+                await self._jobs_ready.wait()
+                continue
+            job, claimed_at = buffer.popleft()
+            claim_size.started(time.monotonic() - claimed_at)
+            if len(buffer) < claim_size.refill_below:
+                self._room.set()  # time to claim more
             self._busy += 1
-            self._room.set()
             try:
                 outcome = await self._run_one(job)
             except asyncio.CancelledError:
@@ -275,7 +285,8 @@ class Worker:
                 raise
             finally:
                 self._busy -= 1
-                self._room.set()
+                if not buffer:
+                    self._room.set()  # drain mode: this may have been the last job
             self._record(outcome)
 
     async def _run_one(self, job: Job) -> Outcome:
@@ -362,12 +373,23 @@ class Worker:
     def _on_notify(self, payload: str) -> None:
         face, _, queue = payload.partition(":")
         if face == self.face and (self.queues is None or queue in self.queues):
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._in_loop(self._wake.set)
 
     def _on_listening(self) -> None:
+        self._in_loop(self.listening.set)
+
+    def _in_loop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` in our loop: at once from its own thread (asyncpg calls back
+        there), else through ``call_soon_threadsafe``, whose wake-up costs a system call."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.listening.set)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)
 
     async def _listen_forever(self) -> None:
         delay = 0.1
@@ -404,9 +426,8 @@ class Worker:
         self._request_stop()
         # Claimed but never started: hand them back, attempt not counted.
         while self._buffer:
-            self._record(Outcome(self._buffer.popleft().id, Status.TODO, handed_back=True))
-        async with self._jobs_ready:
-            self._jobs_ready.notify_all()
+            job, _ = self._buffer.popleft()
+            self._record(Outcome(job.id, Status.TODO, handed_back=True))
         _, late = await asyncio.wait(runners, timeout=self.shutdown_timeout)
         for task in late:
             logger.warning(

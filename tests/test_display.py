@@ -62,14 +62,14 @@ async def test_recording_names_each_statement_with_its_parameters(app: pgqueue_r
     with recording(app.connector) as sent:
         await add.batch_defer_async({"a": 1, "b": 2}, {"a": 3, "b": 4})
     (statement,) = sent
-    assert statement.name == "defer_jobs"
-    assert statement.sql == QUERIES["defer_jobs"].sql
+    assert statement.name == "defer_jobs_alike"
+    assert statement.sql == QUERIES["defer_jobs_alike"].sql
     assert statement.params["args"] == ['{"a":1,"b":2}', '{"a":3,"b":4}']
-    assert 'args            [\'{"a":1,"b":2}\', \'{"a":3,"b":4}\']' in repr(statement)
-    assert repr(sent).splitlines()[2].startswith("1  defer_jobs  face='app', queues=")
+    assert 'args           [\'{"a":1,"b":2}\', \'{"a":3,"b":4}\']' in repr(statement)
+    assert repr(sent).splitlines()[2].startswith("1  defer_jobs_alike  face='app', queue=")
 
     with recording(app.connector) as sent:
-        await app.run_worker_async(wait=False, name="w", flush_interval=60)
+        await app.run_worker_async(wait=False, name="w", flush_interval=60, prefetch=10)
     assert [s.name for s in sent] == [
         "register_worker",
         "requeue_stalled_jobs",
@@ -131,4 +131,4 @@ def test_recording_a_blocking_connector(dsn: str) -> None:
             app.job_manager.job_status(1)
     finally:
         app.close()
-    assert [s.name for s in sent] == ["defer_jobs", "job_status"]
+    assert [s.name for s in sent] == ["defer_job", "job_status"]

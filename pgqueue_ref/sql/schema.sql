@@ -32,9 +32,15 @@ CREATE TABLE IF NOT EXISTS pgqueue_jobs (
 );
 
 -- The fetch reads only waiting jobs, in the order it runs them: a partial
--- index keeps it small however many finished jobs the table holds.
+-- index keeps it small however many finished jobs the table holds. The face
+-- leads the key so that a worker walks only its own face's jobs, and so that
+-- the planner picks this ordered index scan (which stops after `limit` rows)
+-- even on a table never analysed, such as one just filled by a burst of
+-- jobs: without it, the default selectivity of `face = $1` makes the planner
+-- expect one row and prefer reading and sorting every waiting job, which made
+-- each fetch of 100 jobs out of 100,000 take 40 ms instead of 1 ms.
 CREATE INDEX IF NOT EXISTS pgqueue_jobs_fetch_idx
-    ON pgqueue_jobs (priority DESC, id)
+    ON pgqueue_jobs (face, priority DESC, id)
     WHERE status = 'todo';
 
 -- At most one waiting job per queueing lock: the second defer fails with a

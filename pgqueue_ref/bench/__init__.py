@@ -1,0 +1,191 @@
+"""``python -m pgqueue_ref bench``: pgqueue_ref beside procrastinate, PgQueuer and the limit.
+
+A benchmark, not a test. Every *subject* (each connector and driver of
+pgqueue_ref that is installed, procrastinate and PgQueuer when the ``bench``
+extra is, and a minimal SQL loop as the limit) is measured in one run, on
+fresh databases of one PostgreSQL server with stock settings, by the same code
+(:mod:`.runner`): enqueue one by one, batch enqueue, drain by one worker
+process, defer→start latency, and the worker's memory over a long drain.
+Each measurement is repeated; the table shows medians with min–max, and the
+ratios between subjects measured side by side, the only honest comparison on
+a shared machine. Every worker run checks that each job ran exactly once and
+none was left.
+
+The package: :mod:`.subject` (what a subject is), :mod:`.registry` (one line
+per subject), :mod:`.app_api` and :mod:`.queue_api` (procrastinate's and
+PgQueuer's APIs, which pgqueue_ref's two faces reproduce, so one piece of code
+measures both), :mod:`.minimal` (the limit), :mod:`.child` (the worker
+process), :mod:`.runner` (the measurements), :mod:`.report` (table, JSON, plot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import importlib.metadata
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import psycopg
+
+from .. import embedded
+from . import runner
+from .registry import SUBJECTS
+from .report import Results
+from .runner import Sizes
+from .subject import Subject
+
+__all__ = ["OPERATIONS", "SUBJECTS", "Results", "Sizes", "run_bench", "select_subjects"]
+
+OPERATIONS = ("enqueue_one", "enqueue_batch", "drain", "latency", "memory")
+
+
+def select_subjects(patterns: Sequence[str] | None) -> list[Subject]:
+    """The installed subjects whose name contains one of ``patterns`` (all if None)."""
+    if not patterns:
+        return list(SUBJECTS.values())
+    chosen = [s for s in SUBJECTS.values() if any(p.lower() in s.name.lower() for p in patterns)]
+    if not chosen:
+        raise ValueError(
+            f"no installed subject matches {list(patterns)}; installed: {', '.join(SUBJECTS)}"
+        )
+    return chosen
+
+
+def _plan(
+    subjects: Sequence[Subject], operations: Sequence[str], repeat: int
+) -> list[tuple[Subject, str]]:
+    """Every (subject, operation) to run, round-robin: one repetition of everything, then the
+    next. On a shared machine the load drifts; interleaving gives every subject the same drift."""
+    plan = []
+    for _ in range(repeat):
+        for operation in ("enqueue_one", "enqueue_batch", "drain", "latency"):
+            if operation in operations:
+                plan += [
+                    (s, operation)
+                    for s in subjects
+                    if s.can_run_worker or operation.startswith("enqueue")
+                ]
+    if "memory" in operations:  # one long run each, for pgqueue_ref's own workers
+        plan += [(s, "memory") for s in subjects if s.can_run_worker and s.family == "pgqueue_ref"]
+    return plan
+
+
+async def _measure(
+    subjects: list[Subject], operations: Sequence[str], sizes: Sizes, repeat: int, out: TextIO
+) -> Results:
+    results = Results(subjects, repeat)
+    plan = _plan(subjects, operations, repeat)
+    for done, (subject, operation) in enumerate(plan, start=1):
+        if subject.name in results.failures:
+            continue
+        prefix = f"\r[{done}/{len(plan)}] {subject.name}: "
+        print((prefix + f"{operation} ...").ljust(100), end="", file=out, flush=True)
+        try:
+            text = await _one(results, subject, operation, sizes)
+        except Exception as error:  # noqa: BLE001 - one subject failing must not hide the others
+            results.failures[subject.name] = f"{operation}: {error}"
+            print(f"\n{subject.name} failed during {operation}:", file=out)
+            traceback.print_exception(error, file=out)
+            continue
+        print((prefix + text).ljust(100), end="", file=out, flush=True)
+    print(file=out)
+    return results
+
+
+async def _one(results: Results, subject: Subject, operation: str, sizes: Sizes) -> str:
+    name = subject.name
+    if operation == "enqueue_one":
+        rate = await runner.enqueue_one(subject, sizes.one_by_one)
+        results.add(name, operation, sizes.one_by_one, rate)
+        return f"enqueue 1 by 1 {rate:,.0f} jobs/s"
+    if operation == "enqueue_batch":
+        rate = await runner.enqueue_batch(subject, sizes.batch)
+        results.add(name, operation, sizes.batch, rate)
+        return f"batch enqueue {rate:,.0f} jobs/s"
+    if operation == "drain":
+        rate, check = await runner.drain(subject, sizes.drain)
+        results.add(name, operation, sizes.drain, rate)
+        results.checks.append(check)
+        return f"drain {rate:,.0f} jobs/s"
+    if operation == "latency":
+        p50, p95, check = await runner.latency(
+            subject, sizes.latency_samples, sizes.latency_gap, sizes.latency_budget
+        )
+        results.add(name, "latency_p50", sizes.latency_samples, p50)
+        results.add(name, "latency_p95", sizes.latency_samples, p95)
+        results.checks.append(check)
+        return f"latency p50 {p50:.2f} ms, p95 {p95:.2f} ms"
+    curve, check = await runner.memory(subject, sizes.memory)
+    results.memory.append(curve)
+    results.checks.append(check)
+    return f"memory {curve.start / 2**20:.1f} → {curve.end / 2**20:.1f} MB"
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("pgqueue_ref", "psycopg", "asyncpg", "aiopg", "procrastinate", "pgqueuer"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _server_version(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
+
+
+def run_bench(
+    *,
+    sizes: Sizes | None = None,
+    repeat: int = 3,
+    subjects: Sequence[str] | None = None,
+    operations: Sequence[str] = OPERATIONS,
+    output: Path | None = None,
+    plot: Path | None = None,
+    command: str = "",
+    out: TextIO = sys.stdout,
+) -> Results:
+    sizes = sizes or Sizes()
+    chosen = select_subjects(subjects)
+    missing = [op for op in operations if op not in OPERATIONS]
+    if missing:
+        raise ValueError(f"unknown operations {missing}: choose among {', '.join(OPERATIONS)}")
+    print("subjects: " + ", ".join(s.name for s in chosen), file=out)
+    print("starting PostgreSQL (stock settings; or PGQUEUE_REF_DSN) ...", file=out, flush=True)
+    try:
+        dsn = embedded.default_dsn()
+        results = asyncio.run(_measure(chosen, operations, sizes, repeat, out))
+        results.meta = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "server": _server_version(dsn),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "versions": _versions(),
+            "sizes": sizes.__dict__,
+            "repeat": repeat,
+            "command": command,
+        }
+    finally:
+        embedded.stop_default_server()
+    print(results.text(), file=out)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(results.to_json())
+        output.with_suffix(".md").write_text(results.markdown())
+        print(f"wrote {output} and {output.with_suffix('.md')}", file=out)
+    if plot is not None:
+        try:
+            results.plot(plot)
+            print(f"wrote {plot}", file=out)
+        except ImportError:
+            print("matplotlib is not installed: no plot (pip install matplotlib)", file=out)
+    return results
