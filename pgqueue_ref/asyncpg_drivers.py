@@ -90,6 +90,9 @@ class AsyncpgDriver(Driver):
         self.connection = connection
         self._conn = _OneAtATime(connection)
 
+    def connection_lost(self) -> bool:
+        return bool(self.connection.is_closed())
+
     async def _execute(self, query: str, params: Params, connection: Any) -> None:
         await execute(self._conn, query, params)
 

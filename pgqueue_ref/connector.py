@@ -371,6 +371,12 @@ class AsyncConnector(BaseConnector):
 
     # -- LISTEN/NOTIFY ------------------------------------------------------
 
+    def connection_lost(self) -> bool:
+        """True when the connector can never query again: a driver whose one
+        connection, which the caller opened, has died. Connectors with pools
+        reconnect, so they always answer False."""
+        return False
+
     async def listen_async(
         self,
         channel: str,

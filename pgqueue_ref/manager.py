@@ -135,8 +135,9 @@ def _run_order(job: Job) -> tuple[int, int]:
     return (-job.priority, job.id)
 
 
-def finish_call(outcomes: Sequence[Outcome]) -> Call[list[int]]:
+def finish_call(outcomes: Sequence[Outcome], worker_id: int) -> Call[list[int]]:
     params = {
+        "worker_id": worker_id,
         "ids": [o.job_id for o in outcomes],
         "statuses": [o.status.value for o in outcomes],
         "errors": [o.error for o in outcomes],
@@ -207,20 +208,27 @@ class JobManager:
     ) -> list[Job]:
         return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names))
 
-    async def finish_async(self, outcomes: Sequence[Outcome]) -> None:
-        """Record outcomes in one statement; if a retry collides with a queueing
-        lock, record them one by one so that only the colliding job is affected."""
+    async def finish_async(self, outcomes: Sequence[Outcome], worker_id: int) -> None:
+        """Record outcomes of jobs ``worker_id`` holds, in one statement; if a retry
+        collides with a queueing lock, one by one, so only the colliding job is affected."""
         if not outcomes:
             return
         try:
-            await self.run_async(finish_call(outcomes))
+            await self.run_async(finish_call(outcomes, worker_id))
         except AlreadyEnqueued:
             for outcome in outcomes:
-                await self._finish_one_async(outcome)
+                await self._finish_one_async(outcome, worker_id)
 
-    async def _finish_one_async(self, outcome: Outcome) -> None:
+    async def release_orphaned_claims_async(self, worker_id: int, held: Sequence[int]) -> list[int]:
+        """Hand back jobs claimed under ``worker_id`` that are not in ``held``."""
+        call = Call(
+            QUERIES["release_orphaned_claims"], {"worker_id": worker_id, "held": list(held)}, _ids
+        )
+        return await self.run_async(call)
+
+    async def _finish_one_async(self, outcome: Outcome, worker_id: int) -> None:
         try:
-            await self.run_async(finish_call([outcome]))
+            await self.run_async(finish_call([outcome], worker_id))
         except AlreadyEnqueued:
             # Another job with the same queueing lock was deferred while this one
             # ran: that job will do the work, so this one stops here, and says why.
@@ -234,7 +242,8 @@ class JobManager:
                             error=(outcome.error or "")
                             + " (not requeued: another job with its queueing lock is waiting)",
                         )
-                    ]
+                    ],
+                    worker_id,
                 )
             )
 

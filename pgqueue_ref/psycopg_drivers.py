@@ -103,6 +103,9 @@ class PsycopgDriver(Driver):
         super().__init__()
         self.connection = connection
 
+    def connection_lost(self) -> bool:
+        return bool(self.connection.closed or self.connection.broken)
+
     async def _execute(self, query: str, params: Params, connection: Any) -> None:
         await run(self.connection, query, params, rows=False)
 

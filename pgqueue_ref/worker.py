@@ -52,7 +52,14 @@ from typing import Any, Protocol
 
 from .claim_size import ClaimSize
 from .connector import AsyncConnector, require_async
-from .exceptions import InvalidQueueName, PgQueueError, TaskNotFound
+from .exceptions import (
+    ConfigurationError,
+    ConnectionFailed,
+    ConnectorException,
+    InvalidQueueName,
+    PgQueueError,
+    TaskNotFound,
+)
 from .jobs import Face, Job, Status
 from .manager import JobManager, Outcome
 from .names import identifier
@@ -171,6 +178,10 @@ class Worker:
         self._room = asyncio.Event()  # the buffer ran low, or a job ended with it empty
         self._jobs_ready = asyncio.Event()  # the buffer has jobs, or we are stopping
         self._flush_lock = asyncio.Lock()
+        self._running_ids: set[int] = set()
+        self._flushing: list[Outcome] = []  # the batch being written right now
+        self._orphans_possible = False  # a claim may have committed without our knowing
+        self._fatal: PgQueueError | None = None  # a misconfiguration found while running
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -179,8 +190,7 @@ class Worker:
     async def run(self) -> WorkerStats:
         """Run until stopped (``wait=True``) or until no job is ready (``wait=False``)."""
         self._loop = asyncio.get_running_loop()
-        self.worker_id = await self.manager.register_worker_async(self.name)
-        await self.manager.requeue_stalled_async(self.stalled_after)
+        await self._register()
         background = [asyncio.create_task(self._flush_forever(), name="pgqueue_ref-flusher")]
         if self.heartbeat_interval > 0:
             background.append(
@@ -206,7 +216,25 @@ class Worker:
         finally:
             # Also on cancellation: shut down gracefully, then let it propagate.
             await asyncio.shield(self._shutdown(runners, background))
+        if self._fatal is not None:
+            raise self._fatal
         return self.stats
+
+    async def _register(self, attempts: int = 6) -> None:
+        """Register our worker row (and recover dead workers' jobs). A connection
+        killed at that moment is retried, like any other; a database that stays
+        unreachable is an error after about 3 s."""
+        for attempt in range(attempts):
+            try:
+                if self.worker_id is None:
+                    self.worker_id = await self.manager.register_worker_async(self.name)
+                await self.manager.requeue_stalled_async(self.stalled_after)
+                return
+            except ConnectorException as error:
+                if attempt == attempts - 1:
+                    raise
+                logger.warning("could not register the worker (%s); retrying", error)
+                await asyncio.sleep(0.1 * 2**attempt)
 
     def stop(self) -> None:
         """Ask for a graceful stop. Safe to call from any thread."""
@@ -224,20 +252,60 @@ class Worker:
         self._jobs_ready.set()
 
     async def _fetch_until_stopped(self) -> None:
+        """Claim while there is room, and never die of a database error: a lost
+        connection is retried with backoff while running jobs go on."""
+        backoff = 0.1
         while not self._stopping:
-            if len(self._buffer) >= self._claim_size.refill_below:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            self._wake.clear()
-            if await self._claim():
-                continue
-            if not self.wait:
-                if await self._drained():
+            try:
+                if await self._fetch_once():
                     return
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.polling_interval)
+                backoff = 0.1
+            except ConnectorException as error:
+                if self.connector.connection_lost():
+                    # A driver's one connection is the caller's to reopen, not ours.
+                    self._fatal = ConnectionFailed(
+                        f"{type(self.connector).__name__} lost the connection it wraps ({error}); "
+                        "a driver cannot reopen a connection it was handed: connect again and "
+                        "build a new driver, or use a pool driver, which reconnects. Jobs this "
+                        "worker had claimed go back to the queue once its heartbeat is stale."
+                    )
+                    logger.error("%s", self._fatal)
+                    return
+                self._orphans_possible = True
+                logger.warning(
+                    "database error while claiming jobs (%s); retrying in %.1f s", error, backoff
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), backoff)  # stop() sets _wake too
+                backoff = min(backoff * 2, 5.0)
+
+    async def _fetch_once(self) -> bool:
+        """One step of the fetch loop; True when drain mode is done."""
+        if self._orphans_possible:
+            await self._release_orphans()
+        if len(self._buffer) >= self._claim_size.refill_below:
+            self._room.clear()
+            await self._room.wait()
+            return False
+        self._wake.clear()
+        if await self._claim():
+            return False
+        if not self.wait:
+            return await self._drained()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.polling_interval)
+        return False
+
+    async def _release_orphans(self) -> None:
+        assert self.worker_id is not None
+        held = {job.id for job, _ in self._buffer} | self._running_ids
+        held |= {o.job_id for o in self._outcomes} | {o.job_id for o in self._flushing}
+        released = await self.manager.release_orphaned_claims_async(self.worker_id, sorted(held))
+        if released:
+            logger.warning(
+                "handed back %s jobs whose claim was lost with the connection", len(released)
+            )
+        self._orphans_possible = False
 
     async def _claim(self) -> int:
         assert self.worker_id is not None
@@ -276,6 +344,7 @@ class Worker:
             if len(buffer) < claim_size.refill_below:
                 self._room.set()  # time to claim more
             self._busy += 1
+            self._running_ids.add(job.id)
             try:
                 outcome = await self._run_one(job)
             except asyncio.CancelledError:
@@ -285,6 +354,7 @@ class Worker:
                 raise
             finally:
                 self._busy -= 1
+                self._running_ids.discard(job.id)
                 if not buffer:
                     self._room.set()  # drain mode: this may have been the last job
             self._record(outcome)
@@ -354,11 +424,15 @@ class Worker:
     async def _flush(self) -> None:
         async with self._flush_lock:
             batch, self._outcomes = self._outcomes, []
+            self._flushing = batch
             try:
-                await self.manager.finish_async(batch)
+                assert self.worker_id is not None
+                await self.manager.finish_async(batch, self.worker_id)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them for the next flush: nothing is lost
                 raise
+            finally:
+                self._flushing = []
 
     async def _flush_forever(self) -> None:
         while True:
@@ -396,6 +470,12 @@ class Worker:
         while True:
             try:
                 await self.connector.listen_async(self.channel, self._on_notify, self._on_listening)
+            except ConfigurationError as error:
+                # Retrying cannot help (e.g. a pool with no room for LISTEN): stop, and say why.
+                logger.error("the worker cannot LISTEN: %s", error)
+                self._fatal = error
+                self._request_stop()
+                return
             except PgQueueError as error:
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             self.listening.clear()
@@ -404,15 +484,20 @@ class Worker:
             delay = min(delay * 2, 5.0)
 
     async def _heartbeat_forever(self) -> None:
-        assert self.worker_id is not None
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
+                assert self.worker_id is not None
                 if not await self.manager.heartbeat_async(self.worker_id):
-                    logger.error(
-                        "worker %s was presumed dead by another worker; its jobs were requeued",
+                    # Silent for longer than stalled_after (cut off from the database):
+                    # another worker handed our jobs back. Register again, so that what
+                    # we claim from now on is not taken for a dead worker's.
+                    old, self.worker_id = (
                         self.worker_id,
+                        await self.manager.register_worker_async(self.name),
                     )
+                    logger.error("worker %s was presumed dead and its jobs were requeued; "
+                                 "registered again as %s", old, self.worker_id)  # fmt: skip
                 if await self.manager.requeue_stalled_async(self.stalled_after):
                     self._wake.set()
             except PgQueueError as error:

@@ -110,8 +110,9 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 -- worker buffers outcomes and flushes them together. Each row says the new
 -- status; 'todo' means "run again" (a retry after retry_in seconds, or a job
 -- handed back unstarted at shutdown, which also gives its attempt back).
--- The status = 'doing' guard leaves alone a job that was meanwhile handed to
--- another worker because this one looked dead.
+-- The guards (still 'doing', still ours) leave alone a job that was handed
+-- back meanwhile because this worker looked dead, and maybe claimed by another:
+-- that worker's outcome is the one to record.
 UPDATE pgqueue_jobs AS job
 SET status = done.status,
     error = coalesce(done.error, job.error),
@@ -131,7 +132,21 @@ FROM unnest(
 ) AS done(id, status, error, retry_in, handed_back)
 WHERE job.id = done.id
   AND job.status = 'doing'
+  AND job.worker_id = %(worker_id)s::bigint
 RETURNING job.id;
+
+-- name: release_orphaned_claims
+-- After a database error a worker cannot know whether its last claim
+-- committed before the connection died. If it did, those jobs are 'doing'
+-- under this worker's id but in nobody's hands: hand back every job held
+-- under our id that we do not hold (held: claimed, running, or with an
+-- outcome waiting to be written), and give back their attempt.
+UPDATE pgqueue_jobs
+SET status = 'todo', worker_id = NULL, started_at = NULL, attempts = attempts - 1
+WHERE worker_id = %(worker_id)s::bigint
+  AND status = 'doing'
+  AND NOT (id = ANY(%(held)s::bigint[]))
+RETURNING id;
 
 -- name: register_worker
 INSERT INTO pgqueue_workers (name) VALUES (%(name)s::text) RETURNING id;
