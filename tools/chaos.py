@@ -30,6 +30,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,18 +68,29 @@ class Chaos:
     rng: random.Random
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     actions: dict[str, int] = field(default_factory=dict)
+    logs: dict[int, Path] = field(default_factory=dict)  # pid -> its stderr
+    failures: list[str] = field(default_factory=list)  # the last line of each error exit
 
     def start_worker(self) -> None:
         env = {**os.environ, "PGQUEUE_REF_DSN": self.dsn, "PYTHONPATH": str(APP_DIR)}
         command = [sys.executable, "-m", "pgqueue_ref", "--app", "chaos_app:app", "worker",
                    "--concurrency", "4", "--stalled-after", "3", "--heartbeat-interval", "0.3",
                    "--shutdown-timeout", "5"]  # fmt: skip
-        self.processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+        log = Path(tempfile.mkstemp(prefix="chaos-worker-", suffix=".log")[1])
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(command, env=env, stderr=stderr)
+        self.logs[process.pid] = log
+        self.processes.append(process)
 
     def keep_workers_up(self) -> None:
         alive = [p for p in self.processes if p.poll() is None]
-        exited = [p for p in self.processes if p.poll() not in (None, 0, -signal.SIGKILL)]
-        self.count("worker exited with an error", len(exited))
+        for process in self.processes:
+            if process.poll() == -signal.SIGTERM:  # before its handler was installed
+                self.count("SIGTERM while starting: stopped at once")
+            elif process.poll() not in (None, 0, -signal.SIGKILL):
+                self.count("worker exited with an error")
+                lines = self.logs[process.pid].read_text(errors="replace").strip().splitlines()
+                self.failures.append(lines[-1] if lines else f"exit code {process.returncode}")
         self.processes = alive
         while len(self.processes) < self.workers:
             self.start_worker()
@@ -165,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         runs, distinct = db.execute("SELECT count(*), count(DISTINCT job_id) FROM runs").fetchone()  # type: ignore[misc]
         (overlaps,) = db.execute(OVERLAPS).fetchone()  # type: ignore[misc]
     print(format_table(["what happened", "times"], sorted(chaos.actions.items())))
+    for failure in chaos.failures:
+        print(f"  worker error: {failure}")
     print()
     print(format_table(["status", "jobs"], statuses))
     print()

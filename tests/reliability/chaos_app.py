@@ -12,13 +12,22 @@ import os
 
 import pgqueue_ref
 from pgqueue_ref.connector import require_async
+from pgqueue_ref.exceptions import ConnectorException
 
 app = pgqueue_ref.App(
     connector=pgqueue_ref.PsycopgConnector(conninfo=os.environ["PGQUEUE_REF_DSN"])
 )
 
 
-@app.task(name="record", pass_context=True)
+# Like any task that writes to the database, it retries when its own
+# connection is killed under it (which tools/chaos.py does on purpose).
+@app.task(
+    name="record",
+    pass_context=True,
+    retry=pgqueue_ref.RetryStrategy(
+        max_retries=50, wait=0.05, retry_exceptions=(ConnectorException,)
+    ),
+)
 async def record(context: pgqueue_ref.JobContext, seconds: float = 0.0) -> None:
     connector = require_async(app.connector)
     started = await connector.fetch_one_async("SELECT clock_timestamp() AS now")
