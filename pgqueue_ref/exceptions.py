@@ -16,6 +16,7 @@ The tree::
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
     │   └── SyncCallInAsyncContext    a blocking call from inside a running event loop
+    ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     └── TaskNotFound                  a job names a task its worker does not know
 
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidChannel",
     "InvalidIdentifier",
     "InvalidQueueName",
+    "JobAborted",
     "PgQueueError",
     "SyncCallInAsyncContext",
     "SyncConnectorConfigurationError",
@@ -124,6 +126,11 @@ class InvalidQueueName(InvalidIdentifier):
 
 class SyncCallInAsyncContext(ConfigurationError):
     """A blocking method was called where it would block the running event loop."""
+
+
+class JobAborted(PgQueueError):
+    """Raised by a task that stops early because its job was asked to abort
+    (``app.job_manager.cancel_async(job_id, abort=True)``); the job ends 'aborted'."""
 
 
 class UnserializableArguments(PgQueueError, TypeError):

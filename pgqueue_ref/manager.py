@@ -50,6 +50,10 @@ def _ids(rows: list[Row]) -> list[int]:
     return [row["id"] for row in rows]
 
 
+def _abort_flag(rows: list[Row]) -> bool:
+    return bool(rows and rows[0]["abort_requested"])
+
+
 def _names(rows: list[Row]) -> list[str]:
     return [row["name"] for row in rows]
 
@@ -263,6 +267,12 @@ class JobManager:
         )
 
     # -- looking at jobs ----------------------------------------------------
+
+    async def abort_requested_async(self, job_id: int) -> bool:
+        return await self.run_async(Call(QUERIES["abort_requested"], {"id": job_id}, _abort_flag))
+
+    def abort_requested(self, job_id: int) -> bool:
+        return self.run(Call(QUERIES["abort_requested"], {"id": job_id}, _abort_flag))
 
     async def job_status_async(self, job_id: int, connection: Any = None) -> Status | None:
         return await self.run_async(

@@ -52,6 +52,15 @@ class JobContext:
     job: Job
     app: App
 
+    async def should_abort_async(self) -> bool:
+        """Whether someone asked this job to abort (``cancel_async(job_id, abort=True)``).
+        A task that checks it and stops should raise ``JobAborted``: the job ends 'aborted'."""
+        return await self.app.job_manager.abort_requested_async(self.job.id)
+
+    def should_abort(self) -> bool:
+        """Blocking twin of should_abort_async, for sync tasks (they run in worker threads)."""
+        return self.app.job_manager.abort_requested(self.job.id)
+
 
 class JobDeferrer:
     """A task with per-job options, from ``task.configure(...)``; defers on demand."""

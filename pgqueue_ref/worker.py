@@ -57,6 +57,7 @@ from .exceptions import (
     ConnectionFailed,
     ConnectorException,
     InvalidQueueName,
+    JobAborted,
     PgQueueError,
     TaskNotFound,
 )
@@ -98,10 +99,12 @@ class WorkerStats:
     failed: int = 0
     retried: int = 0
     handed_back: int = 0
+    # Rare, and left out of the repr that notebooks show after every drain.
+    aborted: int = field(default=0, repr=False)
 
     @property
     def finished(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.aborted
 
 
 class Worker:
@@ -373,6 +376,9 @@ class Worker:
                     self._thread_pool(),
                     functools.partial(runnable.func, *runnable.args, **runnable.kwargs),
                 )
+        except JobAborted as error:
+            logger.info("job %s (%s) aborted on request", job.id, job.task_name)
+            return Outcome(job.id, Status.ABORTED, error=str(error) or "aborted on request")
         except Exception as error:  # noqa: BLE001 - whatever a task raises fails its job, never the worker
             return self._failure(job, runnable.retry, error)
         return Outcome(job.id, Status.SUCCEEDED)
@@ -417,6 +423,8 @@ class Worker:
             stats.succeeded += 1
         elif outcome.status is Status.TODO:
             stats.retried += 1
+        elif outcome.status is Status.ABORTED:
+            stats.aborted += 1
         else:
             stats.failed += 1
         self._outcomes.append(outcome)

@@ -377,3 +377,65 @@ async def test_two_workers_never_run_a_job_twice(app: pgqueue_ref.App, db: Db) -
 async def test_bad_concurrency_is_refused(app: pgqueue_ref.App) -> None:
     with pytest.raises(ValueError, match="concurrency=0"):
         app.worker(concurrency=0)
+
+
+async def test_a_waiting_job_can_be_cancelled(app: pgqueue_ref.App, db: Db) -> None:
+    ran: list[int] = []
+
+    @app.task(name="t")
+    async def t() -> None:
+        ran.append(1)
+
+    job_id = await t.defer_async()
+    assert await app.job_manager.cancel_async(job_id) is pgqueue_ref.Status.CANCELLED
+    assert await app.job_manager.cancel_async(job_id) is None  # nothing left to cancel
+    await app.run_worker_async(wait=False)
+    assert ran == []
+    assert db("SELECT status FROM pgqueue_jobs") == [("cancelled",)]
+
+
+async def test_a_running_job_can_be_asked_to_abort_and_sees_it(
+    app: pgqueue_ref.App, db: Db
+) -> None:
+    started = asyncio.Event()
+    checks: list[bool] = []
+
+    @app.task(name="long", pass_context=True)
+    async def long(context: pgqueue_ref.JobContext) -> None:
+        started.set()
+        while not await context.should_abort_async():
+            checks.append(False)
+            await asyncio.sleep(0.02)
+        raise pgqueue_ref.exceptions.JobAborted("stopped early, as asked")
+
+    @app.task(name="long_sync", pass_context=True)
+    def long_sync(context: pgqueue_ref.JobContext) -> None:
+        while not context.should_abort():  # the blocking twin, from the worker's thread
+            time.sleep(0.02)
+        raise pgqueue_ref.exceptions.JobAborted()
+
+    job_id = await long.defer_async()
+    sync_id = await long_sync.defer_async()
+    worker = app.worker(concurrency=2)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.1)
+    assert await app.job_manager.cancel_async(job_id, abort=True) is pgqueue_ref.Status.DOING
+    assert await app.job_manager.cancel_async(sync_id, abort=True) is pgqueue_ref.Status.DOING
+    await _wait_for_status(db, "aborted", 2)
+    worker.stop()
+    stats = await running
+
+    assert checks  # it was running, and looked before being told
+    assert stats.aborted == 2
+    assert db("SELECT id, status, error FROM pgqueue_jobs ORDER BY id") == [
+        (job_id, "aborted", "stopped early, as asked"),
+        (sync_id, "aborted", "aborted on request"),
+    ]
+
+
+async def _wait_for_status(db: Db, status: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while db("SELECT count(*) FROM pgqueue_jobs WHERE status = %s", status) != [(count,)]:
+        assert time.monotonic() < deadline, f"waited for {count} {status} jobs"
+        await asyncio.sleep(0.05)

@@ -204,6 +204,10 @@ SET status = CASE WHEN status = 'todo' THEN 'cancelled' ELSE status END,
 WHERE id = %(id)s::bigint AND status IN ('todo', 'doing')
 RETURNING id, status;
 
+-- name: abort_requested
+-- What a running task asks, now and then, when it may be told to stop.
+SELECT abort_requested FROM pgqueue_jobs WHERE id = %(id)s::bigint;
+
 -- name: missing_schema_objects
 -- What `schema check` reports: every object the schema creates that is not here.
 SELECT name
