@@ -106,7 +106,7 @@ class AsyncpgDriver(Driver):
 
 
 class AsyncpgPoolDriver(Driver, AsyncpgConnector):
-    """An ``asyncpg.Pool`` you created and will close: :class:`AsyncpgConnector`'s
+    """An ``asyncpg.Pool`` you created and will close: :class:`~pgqueue_ref.asyncpg_connector.AsyncpgConnector`'s
     I/O on your pool (one pooled connection per query; LISTEN holds one)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

@@ -1,7 +1,7 @@
 """What the Queue face's async drivers share: they wrap what the caller opened.
 
 PgQueuer's drivers take a connection (or pool) that the caller has already
-opened and will close. So a :class:`Driver` is an :class:`AsyncConnector`
+opened and will close. So a :class:`Driver` is an :class:`~pgqueue_ref.connector.AsyncConnector`
 that is open from birth and never closes what it was given. Everything else
 (error translation, the blocking twins, the queries) is the connector
 contract's, so JobManager, the worker and the conformance suite use a driver

@@ -216,7 +216,7 @@ class SyncPsycopgDriver(SyncConnector):
 
 class PsycopgPoolDriver(Driver, PsycopgConnector):
     """A ``psycopg_pool.AsyncConnectionPool`` you opened and will close:
-    :class:`PsycopgConnector`'s queries on your pool; LISTEN on a pooled connection."""
+    :class:`~pgqueue_ref.psycopg_connector.PsycopgConnector`'s queries on your pool; LISTEN on a pooled connection."""
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
         _check_type(

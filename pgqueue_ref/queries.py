@@ -17,7 +17,7 @@ enqueued). Both classes only *build* :class:`~pgqueue_ref.manager.Call` objects
 :class:`~pgqueue_ref.manager.JobManager`, awaiting or not: the logic exists once.
 
 Jobs land in ``pgqueue_jobs`` with face ``'queue'``: the same table the App
-face writes, served by the same worker engine (see :class:`pgqueue_ref.PgQueuer`).
+face writes, served by the same worker engine (see :class:`~pgqueue_ref.queuer.PgQueuer`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@
 
 The consumer is :class:`~pgqueue_ref.worker.Worker` with ``face=Face.QUEUE``:
 the same engine as the App face's, fetching only Queue-face jobs of the
-registered entrypoints. A PgQueuer is the worker's :class:`JobHandler`: it says
+registered entrypoints. A PgQueuer is the worker's :class:`~pgqueue_ref.worker.JobHandler`: it says
 what running a job means (call the entrypoint with the job, and with a
 :class:`Context` if the entrypoint takes a second argument).
 """
@@ -185,7 +185,7 @@ class PgQueuer:
         once no job is ready. ``batch_size`` jobs are claimed per round trip;
         up to ``max_concurrent_tasks`` (default: ``batch_size``) run at once.
         ``dequeue_timeout`` is how long an idle consumer waits for a NOTIFY
-        before looking anyway. Other keywords go to :class:`Worker`.
+        before looking anyway. Other keywords go to :class:`~pgqueue_ref.worker.Worker`.
         """
         if not isinstance(mode, QueueExecutionMode):
             raise TypeError(f"mode={mode!r}: use QueueExecutionMode.continuous or .drain")

@@ -5,7 +5,7 @@ PgQueuer names these; pgqueue_ref keeps the names and says exactly what they do 
 **Channels.** The schema's trigger notifies the channel ``pgqueue_ref`` with the
 payload ``'<face>:<queue>'`` whenever jobs are inserted, whoever inserts them.
 ``DBSettings().channel`` is that channel unless the environment variable
-``PGQUEUE_REF_CHANNEL`` names another. A :class:`~pgqueue_ref.PgQueuer` LISTENs
+``PGQUEUE_REF_CHANNEL`` names another. A :class:`~pgqueue_ref.queuer.PgQueuer` LISTENs
 on its channel; a :class:`~pgqueue_ref.queries.Queries` built with a channel
 other than ``pgqueue_ref`` also sends ``pg_notify(<channel>, 'queue:default')``
 in the same statement as its insert (so the notification goes out when the

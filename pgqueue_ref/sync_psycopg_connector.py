@@ -1,6 +1,6 @@
 """``SyncPsycopgConnector``: blocking, psycopg 3, over a ``psycopg_pool.ConnectionPool``.
 
-The blocking twin of :class:`pgqueue_ref.PsycopgConnector`, for synchronous
+The blocking twin of :class:`~pgqueue_ref.psycopg_connector.PsycopgConnector`, for synchronous
 applications that only defer jobs (a worker needs an async connector). Its
 quirks, and nothing else:
 

@@ -155,3 +155,13 @@ def test_demo_runs_on_its_own_server() -> None:
     result = run("demo", "--jobs", "60", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "worker: " in result.stdout and "succeeded" in result.stdout
+
+
+def test_bench_measures_and_writes_its_results(dsn: str, tmp_path: Path) -> None:
+    output, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = run("bench", "--repeat", "1", "--jobs", "200", "--one-by-one-jobs", "20",
+                 "--operations", "enqueue_one", "enqueue_batch", "--subjects", "pgqueue_ref PsycopgConnector",
+                 "--output", str(output), "--plot", str(plot), dsn=dsn, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert output.exists() and plot.exists()
+    assert "PsycopgConnector" in result.stdout
