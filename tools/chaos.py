@@ -46,14 +46,10 @@ from pgqueue_ref._table import format_table
 from pgqueue_ref.sql import SCHEMA
 
 APP_DIR = ROOT / "tests" / "reliability"
-RUNS_TABLE = """
-CREATE TABLE IF NOT EXISTS runs (
-    job_id   bigint NOT NULL,
-    pid      integer NOT NULL,
-    started  timestamptz NOT NULL,
-    finished timestamptz NOT NULL DEFAULT clock_timestamp()
-)
-"""
+sys.path.insert(0, str(APP_DIR))
+
+from chaos_app import RUNS_TABLE
+
 OVERLAPS = """
 SELECT count(*) FROM runs a JOIN runs b
   ON a.job_id = b.job_id AND a.ctid < b.ctid

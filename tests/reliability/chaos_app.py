@@ -14,8 +14,18 @@ import pgqueue_ref
 from pgqueue_ref.connector import require_async
 from pgqueue_ref.exceptions import ConnectorException
 
+RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS runs (
+    job_id   bigint NOT NULL,
+    pid      integer NOT NULL,
+    started  timestamptz NOT NULL,
+    finished timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+# Worker processes get the DSN in their environment; importing RUNS_TABLE needs none.
 app = pgqueue_ref.App(
-    connector=pgqueue_ref.PsycopgConnector(conninfo=os.environ["PGQUEUE_REF_DSN"])
+    connector=pgqueue_ref.PsycopgConnector(conninfo=os.environ.get("PGQUEUE_REF_DSN", ""))
 )
 
 

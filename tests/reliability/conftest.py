@@ -12,16 +12,9 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).parent
+from .chaos_app import RUNS_TABLE
 
-RUNS_TABLE = """
-CREATE TABLE IF NOT EXISTS runs (
-    job_id   bigint NOT NULL,
-    pid      integer NOT NULL,
-    started  timestamptz NOT NULL,
-    finished timestamptz NOT NULL DEFAULT clock_timestamp()
-)
-"""
+HERE = Path(__file__).parent
 
 
 class Workers:
