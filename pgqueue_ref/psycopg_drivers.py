@@ -44,7 +44,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
-import psycopg.rows
 import psycopg.sql
 import psycopg_pool
 
@@ -52,6 +51,7 @@ from .connector import Params, Row, SyncConnector
 from .driver import Driver
 from .exceptions import AutocommitRequired, ConfigurationError, SyncConnectorConfigurationError
 from .psycopg_connector import PsycopgConnector, listen, run
+from .sync_psycopg_connector import run_blocking
 
 __all__ = [
     "PsycopgDriver",
@@ -195,15 +195,10 @@ class SyncPsycopgDriver(SyncConnector):
         """Nothing to close: the connection is the caller's."""
 
     def _execute(self, query: str, params: Params, connection: Any) -> None:
-        self._fetch(query, params, rows=False)
+        run_blocking(self.connection, query, params)
 
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
-        return self._fetch(query, params, rows=True)
-
-    def _fetch(self, query: str, params: Params, *, rows: bool) -> list[Row]:
-        with self.connection.cursor(row_factory=psycopg.rows.dict_row) as cursor:
-            cursor.execute(query, params or None)
-            return cursor.fetchall() if rows and cursor.description is not None else []
+        return run_blocking(self.connection, query, params)
 
     def check_can_run_worker(self) -> None:
         raise SyncConnectorConfigurationError(

@@ -24,7 +24,7 @@ import psycopg_pool
 
 from .connector import Params, Row, SyncConnector
 
-__all__ = ["SyncPsycopgConnector"]
+__all__ = ["SyncPsycopgConnector", "run_blocking"]
 
 
 class SyncPsycopgConnector(SyncConnector):
@@ -68,12 +68,14 @@ class SyncPsycopgConnector(SyncConnector):
 
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         if connection is not None:
-            return _run(self._external(connection, psycopg.Connection), query, params)
+            return run_blocking(self._external(connection, psycopg.Connection), query, params)
         with self.pool.connection() as conn:
-            return _run(conn, query, params)
+            return run_blocking(conn, query, params)
 
 
-def _run(conn: psycopg.Connection[Any], query: str, params: Params) -> list[Row]:
+def run_blocking(conn: psycopg.Connection[Any], query: str, params: Params) -> list[Row]:
+    """Run ``query`` on a blocking psycopg connection; its rows as dicts (the
+    blocking twin of ``psycopg_connector.run``, shared with SyncPsycopgDriver)."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
         cursor.execute(query, params or None)
         # A statement without RETURNING has no result set to fetch.
