@@ -2,8 +2,8 @@
 
 PgQueuer names these; pgqueue_ref keeps the names and says exactly what they do here.
 
-**Channels.** The schema's trigger notifies the channel ``pgqueue_ref`` with the
-payload ``'<face>:<queue>'`` whenever jobs are inserted, whoever inserts them.
+**Channels.** Every statement that inserts jobs notifies the channel ``pgqueue_ref``
+with the payload ``'<face>:<queue>'`` (see ``sql/queries.sql``).
 ``DBSettings().channel`` is that channel unless the environment variable
 ``PGQUEUE_REF_CHANNEL`` names another. A :class:`~pgqueue_ref.queuer.PgQueuer` LISTENs
 on its channel; a :class:`~pgqueue_ref.queries.Queries` built with a channel

@@ -70,7 +70,7 @@ __all__ = ["CHANNEL", "JobHandler", "Runnable", "Worker", "WorkerStats"]
 
 logger = logging.getLogger(__name__)
 
-#: The channel the schema's trigger notifies (see sql/schema.sql).
+#: The channel every job insert notifies (see sql/queries.sql).
 CHANNEL = "pgqueue_ref"
 
 
@@ -166,7 +166,7 @@ class Worker:
         self.stalled_after = stalled_after
         self.shutdown_timeout = shutdown_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        #: The LISTEN channel: the schema's trigger notifies CHANNEL; the Queue
+        #: The LISTEN channel: every job insert notifies CHANNEL; the Queue
         #: face may add one of its own (see pgqueue_ref.settings.Channel).
         self.channel = channel
         self.stats = WorkerStats()

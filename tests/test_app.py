@@ -7,10 +7,12 @@ import decimal
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 import pgqueue_ref
 from pgqueue_ref.exceptions import AlreadyEnqueued, ConnectorNotOpen, UnserializableArguments
+from pgqueue_ref.jobs import Face, JobSpec
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -70,6 +72,29 @@ async def test_batch_defer_is_one_statement_and_returns_ids_in_order(
     ]
     assert ids == sorted(ids)
     assert await add.batch_defer_async() == []
+
+
+async def test_every_way_of_deferring_wakes_workers_once_per_queue(
+    app: pgqueue_ref.App, dsn: str
+) -> None:
+    """The insert statements send the NOTIFY themselves (no trigger): check each one."""
+
+    @app.task(name="t", queue="q1")
+    async def t(n: int) -> None: ...
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
+        await listener.execute("LISTEN pgqueue_ref")
+
+        async def received() -> list[str]:
+            return sorted([n.payload async for n in listener.notifies(timeout=0.3)])
+
+        await t.defer_async(n=1)  # defer_job
+        assert await received() == ["app:q1"]
+        await t.batch_defer_async({"n": 1}, {"n": 2}, {"n": 3})  # defer_jobs_alike
+        assert await received() == ["app:q1"]
+        specs = [JobSpec("t", queue) for queue in ("q1", "q2", "q1", "q3")]
+        await app.job_manager.defer_async(Face.APP, specs)  # defer_jobs
+        assert await received() == ["app:q1", "app:q2", "app:q3"]
 
 
 async def test_arguments_round_trip_as_json(app: pgqueue_ref.App) -> None:

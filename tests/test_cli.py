@@ -64,7 +64,8 @@ def test_schema_check_then_apply(empty_dsn: str) -> None:
         1,
         (
             "schema missing: pgqueue_jobs, pgqueue_workers, pgqueue_jobs_fetch_idx, "
-            "pgqueue_jobs_queueing_lock_idx, pgqueue_notify_inserted() (run 'schema apply')"
+            "pgqueue_jobs_queueing_lock_idx, pgqueue_jobs_lock_idx, pgqueue_jobs_worker_idx "
+            "(run 'schema apply')"
         ),
     )
     assert run("schema", "apply", dsn=empty_dsn).stdout.strip() == "schema applied"

@@ -186,11 +186,10 @@ async def test_enqueue_notifies_its_channel_when_it_commits(dsn: str) -> None:
         received = [
             (n.channel, n.payload) async for n in listener.notifies(timeout=0.5, stop_after=10)
         ]
-    # One per statement, not per job; the trigger's on pgqueue_ref comes after ours
-    # (an AFTER STATEMENT trigger runs when the statement, CTE included, is done).
+    # One per statement, not per job: the engine's channel, then the Queries' own.
     assert received == [
-        ("orders", "queue:default"),
         ("pgqueue_ref", "queue:default"),
+        ("orders", "queue:default"),
         ("pgqueue_ref", "queue:default"),
     ]
 

@@ -70,26 +70,9 @@ CREATE TABLE IF NOT EXISTS pgqueue_workers (
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Wake listening workers when jobs arrive. The trigger is per statement, not
--- per row: a batch of 10,000 jobs sends one notification per queue, not
--- 10,000. The payload is '<face>:<queue>' so a worker can ignore queues it
--- does not serve. NOTIFY is transactional: it is sent when the inserting
--- transaction commits, never before and never after a rollback.
-CREATE OR REPLACE FUNCTION pgqueue_notify_inserted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    target record;
-BEGIN
-    FOR target IN SELECT DISTINCT face, queue FROM inserted WHERE status = 'todo' LOOP
-        PERFORM pg_notify('pgqueue_ref', target.face || ':' || target.queue);
-    END LOOP;
-    RETURN NULL;
-END;
-$$;
-
--- A trigger with a transition table cannot be created IF NOT EXISTS before
--- PostgreSQL 14's CREATE OR REPLACE TRIGGER; use that (PostgreSQL >= 14).
-CREATE OR REPLACE TRIGGER pgqueue_jobs_notify
-    AFTER INSERT ON pgqueue_jobs
-    REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION pgqueue_notify_inserted();
+-- Workers are woken by the statements that insert jobs, each of which sends
+-- pg_notify('pgqueue_ref', '<face>:<queue>') itself (sql/queries.sql says
+-- why not a trigger). Earlier versions of this schema had a trigger for it:
+-- drop it, so a database made by them does not notify twice.
+DROP TRIGGER IF EXISTS pgqueue_jobs_notify ON pgqueue_jobs;
+DROP FUNCTION IF EXISTS pgqueue_notify_inserted();
