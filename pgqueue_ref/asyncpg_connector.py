@@ -17,6 +17,10 @@ Its quirks, and nothing else:
   session state that our single autocommit statements never create. (asyncpg
   still rolls back a transaction left open.) Pass ``reset=`` to choose, and a
   pool of your own keeps its own setting.
+* Borrowing from an ``asyncpg.Pool`` costs more client time than a short
+  statement: a pool we create keeps one connection out of it for statements
+  (:mod:`pgqueue_ref.kept_connection`) when it has ``max_size >= 3`` (one for
+  LISTEN, one kept, the rest shared). A pool of yours is used as it is.
 * LISTEN uses ``add_listener`` on a pooled connection held for as long as a
   worker runs (so the pool needs ``max_size >= 2``); asyncpg calls back for
   each notification, no polling loop needed.
@@ -29,14 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from psycopg.conninfo import conninfo_to_dict
 
 from .connector import AsyncConnector, Params, Row
 from .exceptions import ConfigurationError, ConnectionFailed
+from .kept_connection import KeptConnection
 from .sql import to_numbered
 
 __all__ = [
@@ -46,6 +51,8 @@ __all__ = [
     "fetch_all",
     "listen",
 ]
+
+T = TypeVar("T")
 
 
 async def execute(conn: Any, query: str, params: Params) -> None:
@@ -110,6 +117,7 @@ class AsyncpgConnector(AsyncConnector):
         self._pool_args = pool_args
         self._pool: asyncpg.Pool | None = None
         self._owns_pool = False
+        self._kept: KeptConnection[asyncpg.Connection] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -118,11 +126,19 @@ class AsyncpgConnector(AsyncConnector):
         return self._pool
 
     async def _open(self, pool: asyncpg.Pool | None) -> None:
-        if pool is not None:
-            self._pool, self._owns_pool = pool, False
-            return
+        if pool is None:
+            self._use_pool(await self._create_pool(), owned=True)
+        else:
+            self._use_pool(pool, owned=False)
+
+    def _use_pool(self, pool: asyncpg.Pool, *, owned: bool) -> None:
+        self._pool, self._owns_pool = pool, owned
+        keeps = owned and pool.get_max_size() >= 3  # LISTEN, the kept one, and one to share
+        self._kept = KeptConnection(pool.acquire, pool.release) if keeps else None
+
+    async def _create_pool(self) -> asyncpg.Pool:
         try:
-            self._pool = await asyncpg.create_pool(
+            return await asyncpg.create_pool(
                 self._dsn, **{"reset": _keep_session, **self._pool_args}
             )
         except (asyncpg.PostgresError, OSError) as error:
@@ -132,7 +148,6 @@ class AsyncpgConnector(AsyncConnector):
                 f"{type(error).__name__}: {error} (connecting to {self._address()})",
                 sqlstate=getattr(error, "sqlstate", None),
             ) from error
-        self._owns_pool = True
 
     def _address(self) -> str:
         """host:port that asyncpg connects to, from the same sources it reads."""
@@ -146,17 +161,24 @@ class AsyncpgConnector(AsyncConnector):
         return f"{host}:{port}"
 
     async def _close(self) -> None:
+        if self._kept is not None:
+            await self._kept.close()
+            self._kept = None
         if self._pool is not None and self._owns_pool:
             await self._pool.close()
         self._pool = None
 
     async def _execute(self, query: str, params: Params, connection: Any) -> None:
-        async with self.pool.acquire() as conn:
-            await execute(conn, query, params)
+        await self._on_a_connection(lambda conn: execute(conn, query, params))
 
     async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        return await self._on_a_connection(lambda conn: fetch_all(conn, query, params))
+
+    async def _on_a_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        if self._kept is not None:
+            return await self._kept.run(work)
         async with self.pool.acquire() as conn:
-            return await fetch_all(conn, query, params)
+            return await work(conn)
 
     async def _listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]

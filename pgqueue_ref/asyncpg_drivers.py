@@ -116,7 +116,7 @@ class AsyncpgPoolDriver(Driver, AsyncpgConnector):
                 f"got {type(pool).__name__}. For one connection, use AsyncpgDriver."
             )
         super().__init__()
-        self._pool = pool
+        self._use_pool(pool, owned=False)
 
     def check_room_for_listen(self) -> None:
         check_pool_leaves_room_for_listen(self.pool, type(self).__name__)

@@ -13,6 +13,10 @@ Its quirks, and nothing else:
   caller's transaction (``task.configure(connection=conn)``); we never commit it.
 * LISTEN holds a connection of its own, outside the pool, for as long as a
   worker listens: a pooled connection would be handed to someone else.
+* Borrowing from the pool costs more client time than a short statement: a
+  pool we create keeps one connection out of it for statements
+  (:mod:`pgqueue_ref.kept_connection`) when it is in autocommit and has
+  ``max_size >= 2``. A pool of yours is used as it is.
 
 The module-level functions do the I/O on any ``psycopg.AsyncConnection``; the
 Queue face's psycopg drivers use them too.
@@ -30,6 +34,7 @@ import psycopg_pool
 
 from .connector import AsyncConnector, Params, Row
 from .exceptions import ConfigurationError
+from .kept_connection import KeptConnection
 
 __all__ = ["PsycopgConnector", "listen", "run"]
 
@@ -46,6 +51,7 @@ class PsycopgConnector(AsyncConnector):
         self._pool_args = pool_args
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._owns_pool = False
+        self._kept: KeptConnection[psycopg.AsyncConnection[Any]] | None = None
 
     @property
     def pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
@@ -54,19 +60,31 @@ class PsycopgConnector(AsyncConnector):
         return self._pool
 
     async def _open(self, pool: psycopg_pool.AsyncConnectionPool[Any] | None) -> None:
-        if pool is not None:
-            self._pool, self._owns_pool = pool, False
-            return
+        if pool is None:
+            self._use_pool(await self._create_pool(), owned=True)
+        else:
+            self._use_pool(pool, owned=False)
+
+    def _use_pool(self, pool: psycopg_pool.AsyncConnectionPool[Any], *, owned: bool) -> None:
+        self._pool, self._owns_pool = pool, owned
+        # The kept one and one to share (LISTEN has a connection of its own).
+        keeps = owned and self._kwargs.get("autocommit") is True and pool.max_size >= 2
+        self._kept = KeptConnection(pool.getconn, pool.putconn) if keeps else None
+
+    async def _create_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
         # Fail fast, in the server's own words: a pool that cannot connect only
         # retries in the background and says "PoolTimeout" 30 seconds later.
         await (await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)).close()
-        self._pool = psycopg_pool.AsyncConnectionPool(
+        pool = psycopg_pool.AsyncConnectionPool(
             self._conninfo, kwargs=self._kwargs, open=False, **self._pool_args
         )
-        self._owns_pool = True
-        await self._pool.open(wait=True)
+        await pool.open(wait=True)
+        return pool
 
     async def _close(self) -> None:
+        if self._kept is not None:
+            await self._kept.close()
+            self._kept = None
         if self._pool is not None and self._owns_pool:
             await self._pool.close()
         self._pool = None
@@ -81,6 +99,9 @@ class PsycopgConnector(AsyncConnector):
         if connection is not None:
             connection = self._external(connection, psycopg.AsyncConnection)
             return await run(connection, query, params, rows)
+        if self._kept is not None:
+            return await self._kept.run(lambda conn: run(conn, query, params, rows))
+        # The pool's context commits, or rolls back, a connection not in autocommit.
         async with self.pool.connection() as conn:
             return await run(conn, query, params, rows)
 

@@ -221,7 +221,7 @@ class PsycopgPoolDriver(Driver, PsycopgConnector):
             "For one connection, use PsycopgDriver.",
         )
         super().__init__()
-        self._pool = pool
+        self._use_pool(pool, owned=False)
 
     def check_room_for_listen(self) -> None:
         if self.pool.max_size < 2:
