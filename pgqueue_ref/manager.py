@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -72,7 +72,7 @@ def defer_call(face: Face, specs: Sequence[JobSpec]) -> Call[list[int]]:
         return Call(QUERIES["defer_job"], _spec_values(face, specs[0]), _ids)
     shared = _shared(specs[0])
     if all(_shared(spec) == shared for spec in specs):
-        params = _spec_values(face, specs[0]) | {"args": [spec.args for spec in specs]}
+        params = _spec_values(face, specs[0]) | {"args": _json_array(spec.args for spec in specs)}
         return Call(QUERIES["defer_jobs_alike"], params, _ids)
     return Call(QUERIES["defer_jobs"], spec_columns(face, specs), _ids)
 
@@ -81,8 +81,13 @@ def defer_alike_call(face: Face, template: JobSpec, args: Sequence[str]) -> Call
     """Jobs like ``template`` but for their JSON ``args``, without a JobSpec each."""
     if len(args) == 1:
         return defer_call(face, [dataclasses.replace(template, args=args[0])])
-    params = _spec_values(face, template) | {"args": list(args)}
+    params = _spec_values(face, template) | {"args": _json_array(args)}
     return Call(QUERIES["defer_jobs_alike"], params, _ids)
+
+
+def _json_array(texts: Iterable[str]) -> str:
+    """One JSON array of JSON texts (each already valid JSON, from dump_args)."""
+    return "[" + ",".join(texts) + "]"
 
 
 def _shared(spec: JobSpec) -> tuple[Any, ...]:

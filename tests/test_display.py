@@ -64,8 +64,8 @@ async def test_recording_names_each_statement_with_its_parameters(app: pgqueue_r
     (statement,) = sent
     assert statement.name == "defer_jobs_alike"
     assert statement.sql == QUERIES["defer_jobs_alike"].sql
-    assert statement.params["args"] == ['{"a":1,"b":2}', '{"a":3,"b":4}']
-    assert 'args           [\'{"a":1,"b":2}\', \'{"a":3,"b":4}\']' in repr(statement)
+    assert statement.params["args"] == '[{"a":1,"b":2},{"a":3,"b":4}]'
+    assert 'args           \'[{"a":1,"b":2},{"a":3,"b":4}]\'' in repr(statement)
     assert repr(sent).splitlines()[2].startswith("1  defer_jobs_alike  face='app', queue=")
 
     with recording(app.connector) as sent:
