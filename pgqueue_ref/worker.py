@@ -278,8 +278,7 @@ class Worker:
                 logger.warning(
                     "database error while claiming jobs (%s); retrying in %.1f s", error, backoff
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), backoff)  # stop() sets _wake too
+                await _wait(self._wake, backoff)  # stop() sets _wake too
                 backoff = min(backoff * 2, 5.0)
 
     async def _fetch_once(self) -> bool:
@@ -295,8 +294,7 @@ class Worker:
             return False
         if not self.wait:
             return await self._drained()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.polling_interval)
+        await _wait(self._wake, self.polling_interval)
         return False
 
     async def _release_orphans(self) -> None:
@@ -544,3 +542,17 @@ class Worker:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         logger.info("worker %s stopped: %s", self.name, self.stats)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass.
+
+    Not ``asyncio.wait_for(event.wait(), seconds)``: on Python 3.11 it swallows a
+    cancellation that arrives in the same loop iteration as the event (it returns
+    the event's result instead of raising), and a worker cancelled just as a job
+    arrived went on running forever. ``asyncio.timeout`` has no inner task, so
+    no such race.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()

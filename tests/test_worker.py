@@ -246,6 +246,22 @@ async def test_notification_for_another_queue_does_not_wake(app: pgqueue_ref.App
     assert stats.finished == 0
 
 
+async def test_a_cancel_arriving_with_a_notification_still_stops_the_worker(
+    app: pgqueue_ref.App,
+) -> None:
+    """Python 3.11's wait_for() swallowed a cancel that came in the same loop
+    iteration as the wake-up it waited for, and the worker ran on forever."""
+    worker = app.worker(polling_interval=60)
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.listening.wait(), 5)
+    await asyncio.sleep(0.1)  # the first fetch found nothing: it waits for a wake-up
+
+    worker._on_notify("app:default")  # what the listener calls for a NOTIFY...
+    running.cancel()  # ...and the cancel, in the same iteration of the loop
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, 10)
+
+
 async def test_drain_mode_returns_when_nothing_is_ready(app: pgqueue_ref.App, db: Db) -> None:
     @app.task(name="noop")
     async def noop() -> None: ...
