@@ -38,8 +38,7 @@ def app_api(
 
     def make_app(dsn: str) -> Any:
         lib = importlib.import_module(module)
-        app = lib.App(connector=getattr(lib, connector)(**{dsn_keyword: dsn}))
-        return app
+        return lib.App(connector=_find(module, connector)(**{dsn_keyword: dsn}))
 
     async def setup(dsn: str) -> None:
         # Through the library's own async connector, the way its users apply it.
@@ -73,7 +72,7 @@ def app_api(
             yield _AppWorker(app)
 
     return Subject(
-        name=f"{module} {connector}",
+        name=f"{module} {connector.rpartition('.')[2]}",
         driver=driver,
         family=module,
         settings="" if sync else f"concurrency {CONCURRENCY}",
@@ -85,10 +84,22 @@ def app_api(
     )
 
 
+def _find(module: str, name: str) -> Any:
+    """``module.name``, where ``name`` may be dotted: ``contrib.sqlalchemy.X``."""
+    package, _, attribute = f"{module}.{name}".rpartition(".")
+    return getattr(importlib.import_module(package), attribute)
+
+
 def _has(module: str, name: str) -> bool:
     if importlib.util.find_spec(module) is None:
         return False
-    return module != "pgqueue_ref" or hasattr(importlib.import_module(module), name)
+    if module != "pgqueue_ref":
+        return True
+    try:
+        _find(module, name)
+    except (ImportError, AttributeError):  # e.g. the sqlalchemy extra is not installed
+        return False
+    return True
 
 
 def _ignore(n: int) -> None:

@@ -12,6 +12,10 @@ worker is set up, then
   job starts, and stops gracefully when stdin closes.
 
 Times are ``time.monotonic()``, one clock for every process on the machine.
+
+On SIGUSR1 it prints the stack of every asyncio task to stderr: the runner
+sends it to a worker that has said nothing for too long, and shows the stacks
+in its error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -116,13 +121,25 @@ async def _serve(subject_name: str, dsn: str) -> None:
     _say(runs=len(runs), distinct=len(set(runs)))
 
 
+def _print_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+async def _explaining(work: Any) -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _print_tasks)
+    await work
+
+
 def main(argv: list[str]) -> None:
     subject_name, dsn, mode, *rest = argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if mode == "drain":  # ... drain JOBS RSS_EVERY
-        asyncio.run(_drain(subject_name, dsn, int(rest[0]), float(rest[1])))
+        asyncio.run(_explaining(_drain(subject_name, dsn, int(rest[0]), float(rest[1]))))
     elif mode == "serve":
-        asyncio.run(_serve(subject_name, dsn))
+        asyncio.run(_explaining(_serve(subject_name, dsn)))
     else:
         raise SystemExit(f"unknown mode {mode!r}: expected drain or serve")
 

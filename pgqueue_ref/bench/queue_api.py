@@ -144,7 +144,9 @@ class _SyncQueueClient:
 class _QueueWorker:
     def __init__(self, module: str, pgq: Any) -> None:
         self.pgq = pgq
-        self.modes = importlib.import_module(f"{module}.types").QueueExecutionMode
+        # PgQueuer keeps it in pgqueuer.types; pgqueue_ref at its top level.
+        where = "pgqueuer.types" if module == "pgqueuer" else module
+        self.modes = importlib.import_module(where).QueueExecutionMode
 
     async def drain(self) -> None:
         await self.pgq.run(mode=self.modes.drain)

@@ -22,7 +22,13 @@ _CANDIDATES = [
     app_api("pgqueue_ref", "AiopgConnector", "dsn", driver="aiopg"),
     app_api("pgqueue_ref", "SyncPsycopgConnector", "conninfo", driver="psycopg", sync=True),
     app_api("pgqueue_ref", "Psycopg2Connector", "dsn", driver="psycopg2", sync=True),
-    app_api("pgqueue_ref", "SQLAlchemyPsycopg2Connector", "dsn", driver="psycopg2", sync=True),
+    app_api(
+        "pgqueue_ref",
+        "contrib.sqlalchemy.SQLAlchemyPsycopg2Connector",
+        "dsn",
+        driver="psycopg2",
+        sync=True,
+    ),
     # ...its Queue face, one line per driver...
     queue_api("pgqueue_ref", "AsyncpgDriver"),
     queue_api("pgqueue_ref", "AsyncpgPoolDriver"),

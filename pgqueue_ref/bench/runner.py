@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -235,7 +236,12 @@ class _Child:
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         except TimeoutError:
-            raise BenchError(f"{self.name}: its worker said nothing for {timeout:.0f}s") from None
+            self.process.send_signal(signal.SIGUSR1)  # the child prints its tasks' stacks
+            await asyncio.sleep(1)
+            raise BenchError(
+                f"{self.name}: its worker said nothing for {timeout:.0f}s; its tasks:\n"
+                + self._stderr_tail(30_000)
+            ) from None
         if not line:
             await self.process.wait()
             raise BenchError(
@@ -245,9 +251,9 @@ class _Child:
         message: dict[str, Any] = json.loads(line)
         return message
 
-    def _stderr_tail(self) -> str:
+    def _stderr_tail(self, chars: int = 3000) -> str:
         self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")[-3000:]
+        return self.stderr.read().decode(errors="replace")[-chars:]
 
     def send(self, line: str) -> None:
         assert self.process.stdin is not None
