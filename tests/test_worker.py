@@ -262,6 +262,28 @@ async def test_a_cancel_arriving_with_a_notification_still_stops_the_worker(
         await asyncio.wait_for(running, 10)
 
 
+class _SwallowsCancel(pgqueue_ref.PsycopgConnector):
+    """Answers a cancel that lands in a query with the query's (empty) result, as
+    aiopg's wait_for does on Python 3.11 when the cancel and the result coincide."""
+
+    async def _fetch_all(self, query: str, params: Any, connection: Any) -> list[Any]:
+        try:
+            return await super()._fetch_all(query, params, connection)
+        except asyncio.CancelledError:
+            return []
+
+
+async def test_a_cancel_swallowed_by_the_driver_still_stops_the_worker(dsn: str) -> None:
+    app = pgqueue_ref.App(connector=_SwallowsCancel(conninfo=dsn))
+    async with app.open_async():
+        worker = app.worker(polling_interval=0, listen=False)  # always in a fetch query
+        running = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.3)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 10)
+
+
 async def test_drain_mode_returns_when_nothing_is_ready(app: pgqueue_ref.App, db: Db) -> None:
     @app.task(name="noop")
     async def noop() -> None: ...
