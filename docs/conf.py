@@ -35,9 +35,9 @@ nitpick_ignore_regex = [
     ("py:.*", r"(asyncio|collections\.abc|concurrent|datetime|enum|pathlib|types|typing)\..*"),
     (
         "py:.*",
-        r"(Any|Self|T|Params|Row|Measure|_Method|Callable|Coroutine|Awaitable|Sequence|Mapping)",
+        r"(Any|Self|T|C|Params|Row|Measure|_Method|Callable|Coroutine|Awaitable|Sequence|Mapping)",
     ),
     ("py:.*", r"(TextIO|Path|ModuleType|TracebackType|Generator|Iterator|AsyncIterator|NoReturn)"),
-    ("py:.*", r"(pgqueue_ref\.)?.*\.T"),
+    ("py:.*", r"(pgqueue_ref\.)?.*\.[TC]"),
     ("py:.*", r"(pgqueue_ref\.\w+\.)?_\w+"),  # private helpers named in signatures
 ]
