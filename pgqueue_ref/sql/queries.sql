@@ -18,7 +18,8 @@
 -- every one-job defer, 15% of its time (docs/benchmarks.md). Jobs inserted
 -- by hand with plain SQL wake no one; workers find them at their next poll.
 -- A SELECT in a WITH clause runs only if the main query reads it, hence the
--- joins with `woken` below (always exactly one row).
+-- joins with `woken` below: count(pg_notify(...)) makes it exactly one row,
+-- whether it notified or not, so the join keeps every inserted row.
 
 -- name: defer_jobs
 -- One statement defers one job or ten thousand: each column arrives as one
@@ -68,10 +69,10 @@ WITH inserted AS (
     FROM jsonb_array_elements(%(args)s::jsonb) AS job(args)
     RETURNING id
 ), woken AS (
-    SELECT pg_notify('pgqueue_ref', %(face)s::text || ':' || %(queue)s::text)
+    SELECT count(pg_notify('pgqueue_ref', %(face)s::text || ':' || %(queue)s::text))
     WHERE EXISTS (SELECT FROM inserted)
 )
-SELECT id FROM inserted, (SELECT count(*) FROM woken) AS sent;
+SELECT id FROM inserted, woken;
 
 -- name: defer_job
 -- One job, the same columns as defer_jobs given as plain values. Deferring
@@ -279,11 +280,11 @@ WITH inserted AS (
     ORDER BY position
     RETURNING id, queueing_lock
 ), woken AS (
-    SELECT pg_notify(channel, %(face)s::text || ':default')
+    SELECT count(pg_notify(channel, %(face)s::text || ':default'))
     FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
     WHERE EXISTS (SELECT FROM inserted)
 )
-SELECT id, queueing_lock FROM inserted, (SELECT count(*) FROM woken) AS sent;
+SELECT id, queueing_lock FROM inserted, woken;
 
 -- name: enqueue_jobs_skip_duplicates
 -- enqueue_jobs with on_conflict="skip": a job whose dedupe key is taken by a
@@ -306,11 +307,11 @@ WITH inserted AS (
     ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL DO NOTHING
     RETURNING id, queueing_lock
 ), woken AS (
-    SELECT pg_notify(channel, %(face)s::text || ':default')
+    SELECT count(pg_notify(channel, %(face)s::text || ':default'))
     FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
     WHERE EXISTS (SELECT FROM inserted)
 )
-SELECT id, queueing_lock FROM inserted, (SELECT count(*) FROM woken) AS sent;
+SELECT id, queueing_lock FROM inserted, woken;
 
 -- name: queue_size
 -- PgQueuer's queue_size: Queue-face jobs waiting ('todo') or running
