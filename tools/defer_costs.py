@@ -33,7 +33,7 @@ from pgqueue_ref.bench.minimal import INSERT_ONE
 from pgqueue_ref.bench.minimal import SCHEMA as MINIMAL_SCHEMA
 from pgqueue_ref.embedded import scratch_database
 from pgqueue_ref.jobs import Face
-from pgqueue_ref.manager import _spec_values
+from pgqueue_ref.manager import defer_call
 from pgqueue_ref.sql import QUERIES, to_numbered
 
 Step = Callable[[int], Awaitable[Any]]
@@ -74,7 +74,7 @@ async def main(count: int, per_round: int) -> None:
 
         conns = [await asyncpg.connect(dsn) for _ in range(3)]
         deferrer = noop.configure()
-        params = _spec_values(Face.APP, deferrer.job_spec({"n": 0}))
+        params = defer_call(Face.APP, [deferrer.job_spec({"n": 0})]).params  # what is sent
         defer_job, names = to_numbered(QUERIES["defer_job"].sql)
         values = [params[name] for name in names]
 
