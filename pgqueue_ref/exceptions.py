@@ -15,7 +15,8 @@ The tree::
     │   ├── InvalidIdentifier         a name that must be an identifier is not one
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
-    │   └── SyncCallInAsyncContext    a blocking call from inside a running event loop
+    │   ├── SyncCallInAsyncContext    a blocking call from inside a running event loop
+    │   └── DriverNotInstalled        an optional driver's package is missing (also an ImportError)
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     └── TaskNotFound                  a job names a task its worker does not know
@@ -40,6 +41,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectorException",
     "ConnectorNotOpen",
+    "DriverNotInstalled",
     "DuplicateJobError",
     "ExternalConnectionError",
     "InvalidChannel",
@@ -126,6 +128,15 @@ class InvalidQueueName(InvalidIdentifier):
 
 class SyncCallInAsyncContext(ConfigurationError):
     """A blocking method was called where it would block the running event loop."""
+
+
+class DriverNotInstalled(ConfigurationError, ImportError):
+    """A connector or driver whose database package is not installed.
+
+    pgqueue_ref's core needs only psycopg 3; each other driver is an extra
+    (``pip install "pgqueue_ref[asyncpg]"``), imported when first used. It is
+    an ``ImportError`` too, so ``except ImportError`` code keeps working.
+    """
 
 
 class JobAborted(PgQueueError):
