@@ -38,6 +38,7 @@ nitpick_ignore_regex = [
         r"(Any|Self|T|C|Params|Row|Measure|_Method|Callable|Coroutine|Awaitable|Sequence|Mapping)",
     ),
     ("py:.*", r"(TextIO|Path|ModuleType|TracebackType|Generator|Iterator|AsyncIterator|NoReturn)"),
-    ("py:.*", r"(pgqueue_ref\.)?.*\.[TC]"),
-    ("py:.*", r"(pgqueue_ref\.\w+\.)?_\w+"),  # private helpers named in signatures
+    ("py:.*", r"(pgqueue_ref\.)?.*\.[TCP]"),
+    ("py:.*", r"(pgqueue_ref\.(\w+\.)+)?_\w+"),  # private helpers named in signatures
+    ("py:.*", r"(Pool|Engine)"),  # each driver module's alias for its pool's class
 ]

@@ -5,29 +5,36 @@ Two faces over one schema and one worker engine:
 * the App face (procrastinate's API): :class:`App`, ``@app.task``, ``defer``;
 * the Queue face (PgQueuer's API): ``pgqueue_ref.db`` drivers, ``Queries``, ``PgQueuer``.
 
-Layers, top to bottom: faces (``app``, ``tasks``) → engine (``worker``) →
-queries (``manager``, ``sql/*.sql``) → one module per driver (``*_connector``).
+Layers, top to bottom: faces (``app``, ``tasks``; ``queries``, ``queuer``) →
+engine (``worker``) → queries (``manager``, ``sql/*.sql``) → the driver layer
+(:mod:`pgqueue_ref.connectors`: the contract, one module per driver).
+
+Only psycopg 3 is needed to import this package. ``AiopgConnector``,
+``AsyncpgConnector`` and ``Psycopg2Connector`` import their driver when first
+used, and say which extra to install when it is missing.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import exceptions
-from .aiopg_connector import AiopgConnector
 from .app import App
-from .asyncpg_connector import AsyncpgConnector
-from .connector import AsyncConnector, BaseConnector, SyncConnector
+from .connectors import AsyncConnector, BaseConnector, SyncConnector, module_getattr
+from .connectors.psycopg import PsycopgConnector
+from .connectors.psycopg_sync import SyncPsycopgConnector
 from .jobs import Job, Status
-from .psycopg2_connector import Psycopg2Connector
-from .psycopg_connector import PsycopgConnector
 from .queuer import PgQueuer
 from .retry import RetryStrategy
 from .settings import Channel, DBSettings, QueueExecutionMode
-from .sync_psycopg_connector import SyncPsycopgConnector
 from .tasks import JobContext, Task
 from .worker import Worker, WorkerStats
+
+if TYPE_CHECKING:
+    from .connectors.aiopg import AiopgConnector
+    from .connectors.asyncpg import AsyncpgConnector
+    from .connectors.psycopg2 import Psycopg2Connector
 
 __all__ = [
     "AiopgConnector",
@@ -54,9 +61,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> ModuleType:
+_optional = module_getattr(
+    __name__, frozenset({"AiopgConnector", "AsyncpgConnector", "Psycopg2Connector"})
+)
+
+
+def __getattr__(name: str) -> Any:
     # `pgqueue_ref.embedded` without importing it (and testing.postgresql) up front:
     # only the kit's entry points and notebooks need the throwaway server.
     if name == "embedded":
         return importlib.import_module(f"{__name__}.embedded")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _optional(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, overload
 
-from .connector import BaseConnector, require_async
+from .connectors import BaseConnector, require_async
 from .exceptions import InvalidQueueName, SyncCallInAsyncContext, TaskNotFound
 from .jobs import Face, Job
 from .manager import JobManager, SchemaManager
@@ -181,7 +181,6 @@ class App:
 
     def worker(self, **options: Any) -> Worker:
         """A worker for this app's jobs; ``run_worker_async`` runs one."""
-        self.connector.check_can_run_worker()
         return Worker(
             manager=self.job_manager,
             face=Face.APP,
@@ -198,7 +197,7 @@ class App:
 
     def run_worker(self, **options: Any) -> WorkerStats:
         """Blocking twin of run_worker_async, for scripts (not inside a running loop)."""
-        self.connector.check_can_run_worker()
+        require_async(self.connector, worker=True)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -30,9 +30,9 @@ from typing import Any, NoReturn
 
 from ._table import format_table
 from .app import App
+from .connectors.psycopg import PsycopgConnector
 from .embedded import DSN_ENV, LIBPQ_SERVER_ENV
 from .exceptions import PgQueueError
-from .psycopg_connector import PsycopgConnector
 
 __all__ = ["build_parser", "main"]
 

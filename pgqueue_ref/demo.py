@@ -17,7 +17,7 @@ from typing import TextIO
 from . import embedded
 from ._table import format_table
 from .app import App
-from .psycopg_connector import PsycopgConnector
+from .connectors.psycopg import PsycopgConnector
 from .worker import Worker
 
 __all__ = ["run_demo"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._table import _cell, format_table
-from .connector import BaseConnector
+from .connectors import BaseConnector
 from .sql import QUERIES, SCHEMA
 
 __all__ = ["Statement", "Statements", "Table", "recording", "table"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .connector import BaseConnector, Row, require_async
+from .connectors import BaseConnector, Row, require_async
 from .exceptions import AlreadyEnqueued
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .sql import QUERIES, SCHEMA, Query

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Self, TypeAlias, overload
 
-from .connector import AsyncConnector, BaseConnector, Row, SyncConnector
+from .connectors import AsyncConnector, BaseConnector, Row, SyncConnector
 from .exceptions import AlreadyEnqueued, DuplicateJobError
 from .jobs import Face, JobSpec, spec_columns
 from .manager import Call, JobManager, SchemaManager

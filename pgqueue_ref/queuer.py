@@ -29,22 +29,23 @@ import datetime
 import inspect
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import psycopg
 import psycopg_pool
 
-from .asyncpg_drivers import AsyncpgDriver, AsyncpgPoolDriver
-from .connector import AsyncConnector, BaseConnector, require_async
-from .driver import Driver
+from . import connectors
+from .connectors import AsyncConnector, BaseConnector, Driver, require_async
+from .connectors.psycopg import PsycopgDriver, PsycopgPoolDriver
 from .exceptions import TaskNotFound
 from .jobs import Face, Job
 from .manager import JobManager
-from .psycopg_drivers import PsycopgDriver, PsycopgPoolDriver
 from .queries import Queries
 from .settings import Channel, DBSettings, QueueExecutionMode
 from .worker import Runnable, Worker, WorkerStats
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["Context", "Entrypoint", "PgQueuer"]
 
@@ -85,9 +86,8 @@ class PgQueuer:
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
     ) -> None:
-        connection.check_can_run_worker()  # SyncPsycopgDriver: a clear refusal, now
-        #: The driver (any async connector will do).
-        self.connection: AsyncConnector = require_async(connection)
+        #: The driver (any async connector will do; SyncPsycopgDriver is refused now).
+        self.connection: AsyncConnector = require_async(connection, worker=True)
         self.channel = Channel(channel) if channel is not None else DBSettings().channel
         #: Shared with every job through Context.resources (the same object, never copied).
         self.resources: MutableMapping[str, Any] = {} if resources is None else resources
@@ -104,7 +104,8 @@ class PgQueuer:
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
     ) -> PgQueuer:
-        return cls(AsyncpgDriver(connection), channel, resources)
+        """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
+        return cls(connectors.load("AsyncpgDriver")(connection), channel, resources)
 
     @classmethod
     def from_asyncpg_pool(
@@ -113,7 +114,8 @@ class PgQueuer:
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
     ) -> PgQueuer:
-        return cls(AsyncpgPoolDriver(pool), channel, resources)
+        """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
+        return cls(connectors.load("AsyncpgPoolDriver")(pool), channel, resources)
 
     @classmethod
     def from_psycopg_connection(

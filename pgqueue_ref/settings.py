@@ -27,7 +27,7 @@ from typing import Self
 
 from .exceptions import InvalidChannel
 from .names import identifier
-from .worker import CHANNEL
+from .sql import CHANNEL
 
 __all__ = ["CHANNEL_ENV", "Channel", "DBSettings", "QueueExecutionMode"]
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .claim_size import ClaimSize
-from .connector import AsyncConnector, require_async
+from .connectors import AsyncConnector, require_async
 from .exceptions import (
     ConfigurationError,
     ConnectionFailed,
@@ -65,13 +65,11 @@ from .jobs import Face, Job, Status
 from .manager import JobManager, Outcome
 from .names import identifier
 from .retry import RetryStrategy
+from .sql import CHANNEL
 
-__all__ = ["CHANNEL", "JobHandler", "Runnable", "Worker", "WorkerStats"]
+__all__ = ["JobHandler", "Runnable", "Worker", "WorkerStats"]
 
 logger = logging.getLogger(__name__)
-
-#: The channel every job insert notifies (see sql/queries.sql).
-CHANNEL = "pgqueue_ref"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +139,8 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
-        manager.connector.check_can_run_worker()
         self.manager = manager
-        self.connector: AsyncConnector = require_async(manager.connector)
+        self.connector: AsyncConnector = require_async(manager.connector, worker=True)
         self.face = face
         self.handler = handler
         self.queues = (

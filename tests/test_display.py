@@ -10,7 +10,7 @@ import psycopg.rows
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref.connector import Params, Row, SyncConnector
+from pgqueue_ref.connectors import Params, Row, SyncConnector
 from pgqueue_ref.display import Statement, Table, recording, table
 from pgqueue_ref.sql import QUERIES
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref import kept_connection
-from pgqueue_ref.kept_connection import KeptConnection
+from pgqueue_ref.connectors import kept as kept_module
+from pgqueue_ref.connectors.kept import KeptConnection
 
 Db = Callable[..., list[tuple[Any, ...]]]
 MAX_SIZE = 4
@@ -102,7 +102,7 @@ async def test_a_cancelled_statement_gives_its_connection_back(pool: asyncpg.Poo
 async def test_the_kept_connection_is_renewed_every_so_many_statements(
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kept_connection, "RENEW_AFTER", 5)
+    monkeypatch.setattr(kept_module, "RENEW_AFTER", 5)
     counted = Counted(pool)
     kept = KeptConnection(counted.borrow, counted.give_back)
     for _ in range(12):

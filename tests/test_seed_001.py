@@ -24,17 +24,18 @@ Db = Callable[..., list[tuple[Any, ...]]]
 
 def test_five_connectors_two_async_three_that_only_defer() -> None:
     import pgqueue_ref
+    from pgqueue_ref.connectors import require_async
     from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 
     for connector in (pgqueue_ref.PsycopgConnector(), pgqueue_ref.AiopgConnector()):
-        connector.check_can_run_worker()
+        assert require_async(connector, worker=True) is connector
     for sync_connector in (
         pgqueue_ref.SyncPsycopgConnector(),
         pgqueue_ref.Psycopg2Connector(),
         SQLAlchemyPsycopg2Connector(),
     ):
         with pytest.raises(SyncConnectorConfigurationError, match="can only defer jobs"):
-            sync_connector.check_can_run_worker()
+            require_async(sync_connector, worker=True)
 
 
 async def test_environment(libpq_env: dict[str, str], db: Db) -> None:

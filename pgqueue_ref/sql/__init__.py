@@ -20,7 +20,12 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["QUERIES", "SCHEMA", "Query", "to_numbered"]
+__all__ = ["CHANNEL", "QUERIES", "SCHEMA", "Query", "to_numbered"]
+
+#: The channel every job insert notifies: ``pg_notify('pgqueue_ref', '<face>:<queue>')``
+#: in queries.sql, which workers LISTEN on. Here, beside the SQL that names it, so that
+#: a producer needs nothing of the worker engine.
+CHANNEL = "pgqueue_ref"
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

@@ -13,7 +13,7 @@ import asyncpg
 import psycopg
 import psycopg_pool
 
-from pgqueue_ref.connector import BaseConnector
+from pgqueue_ref.connectors import BaseConnector
 from pgqueue_ref.db import (
     AsyncpgDriver,
     AsyncpgPoolDriver,

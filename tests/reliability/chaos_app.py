@@ -11,7 +11,7 @@ import asyncio
 import os
 
 import pgqueue_ref
-from pgqueue_ref.connector import require_async
+from pgqueue_ref.connectors import require_async
 from pgqueue_ref.exceptions import ConnectorException
 
 RUNS_TABLE = """

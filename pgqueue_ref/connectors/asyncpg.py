@@ -1,12 +1,24 @@
-"""``AsyncpgConnector``: asyncio, asyncpg, over an ``asyncpg.Pool``.
+"""asyncpg: ``AsyncpgConnector`` (App face, over an ``asyncpg.Pool`` it creates or
+adopts) and the Queue face's ``AsyncpgDriver`` (one connection) and
+``AsyncpgPoolDriver`` (your pool).
 
-Its quirks, and nothing else:
+Their quirks, and nothing else:
 
 * asyncpg speaks PostgreSQL's own placeholders, ``$1, $2``, not ``%(name)s``:
   each query is rewritten once by :func:`pgqueue_ref.sql.to_numbered` and the
   parameters are passed in that order.
-* asyncpg has no autocommit flag: a connection is in autocommit unless a
-  transaction is open (``async with conn.transaction():``).
+* **No autocommit flag to check.** An asyncpg connection commits each
+  statement on its own unless a transaction is open (``async with
+  conn.transaction():``), which is exactly the mode PgQueuer asks for; so,
+  unlike the psycopg drivers, these accept any connection. On one connection
+  (``AsyncpgDriver``), an enqueue inside your transaction commits or rolls
+  back with it; a pool driver takes any pooled connection, so it cannot.
+* **One connection, one operation at a time.** asyncpg refuses a second
+  query while one is running on the same connection ("another operation is
+  in progress"), and a consumer runs several at once (claiming, recording
+  outcomes, heartbeat). ``AsyncpgDriver`` passes them through a lock. Your
+  own queries on that connection do not take the lock: do not run them while
+  a consumer uses it.
 * Connection parameters: ``dsn=`` and/or asyncpg's keyword arguments
   (``host=``, ``user=``...), or neither, and asyncpg reads the libpq ``PG*``
   environment variables. Pool arguments (``min_size``, ``max_size``...) pass
@@ -19,14 +31,13 @@ Its quirks, and nothing else:
   pool of your own keeps its own setting.
 * Borrowing from an ``asyncpg.Pool`` costs more client time than a short
   statement: a pool we create keeps one connection out of it for statements
-  (:mod:`pgqueue_ref.kept_connection`) when it has ``max_size >= 3`` (one for
+  (:mod:`~pgqueue_ref.connectors.kept`) when it has ``max_size >= 3`` (one for
   LISTEN, one kept, the rest shared). A pool of yours is used as it is.
-* LISTEN uses ``add_listener`` on a pooled connection held for as long as a
-  worker runs (so the pool needs ``max_size >= 2``); asyncpg calls back for
-  each notification, no polling loop needed.
-
-The module-level functions do the I/O on any asyncpg connection; the Queue
-face's asyncpg drivers use them too.
+* LISTEN uses ``add_listener``: asyncpg calls back for each notification,
+  between queries, no polling loop needed. The connector and the pool driver
+  hold one pooled connection for as long as a worker runs (so the pool needs
+  ``max_size >= 2``); ``AsyncpgDriver``'s one connection serves queries and
+  LISTEN without either waiting for the other.
 """
 
 from __future__ import annotations
@@ -39,13 +50,15 @@ from typing import Any, TypeVar
 import asyncpg
 from psycopg.conninfo import conninfo_to_dict
 
-from .connector import AsyncConnector, Params, Row
-from .exceptions import ConfigurationError, ConnectionFailed
-from .kept_connection import KeptConnection
-from .sql import to_numbered
+from ..exceptions import ConfigurationError, ConnectionFailed
+from ..sql import to_numbered
+from .base import AsyncPoolConnector, Driver, Params, Row
+from .kept import KeptConnection
 
 __all__ = [
     "AsyncpgConnector",
+    "AsyncpgDriver",
+    "AsyncpgPoolDriver",
     "check_pool_leaves_room_for_listen",
     "execute",
     "fetch_all",
@@ -110,31 +123,16 @@ async def listen(
             await conn.remove_listener(channel, callback)
 
 
-class AsyncpgConnector(AsyncConnector):
+class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
     def __init__(self, *, dsn: str | None = None, **pool_args: Any) -> None:
         super().__init__()
         self._dsn = dsn
         self._pool_args = pool_args
-        self._pool: asyncpg.Pool | None = None
-        self._owns_pool = False
-        self._kept: KeptConnection[asyncpg.Connection] | None = None
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("AsyncpgConnector is not open")
-        return self._pool
-
-    async def _open(self, pool: asyncpg.Pool | None) -> None:
-        if pool is None:
-            self._use_pool(await self._create_pool(), owned=True)
-        else:
-            self._use_pool(pool, owned=False)
-
-    def _use_pool(self, pool: asyncpg.Pool, *, owned: bool) -> None:
-        self._pool, self._owns_pool = pool, owned
-        keeps = owned and pool.get_max_size() >= 3  # LISTEN, the kept one, and one to share
-        self._kept = KeptConnection(pool.acquire, pool.release) if keeps else None
+    def _keep_one(self, pool: asyncpg.Pool) -> KeptConnection[asyncpg.Connection] | None:
+        if pool.get_max_size() >= 3:  # LISTEN, the kept one, and one to share
+            return KeptConnection(pool.acquire, pool.release)
+        return None
 
     async def _create_pool(self) -> asyncpg.Pool:
         try:
@@ -160,13 +158,8 @@ class AsyncpgConnector(AsyncConnector):
         port = self._pool_args.get("port") or given.get("port") or os.environ.get("PGPORT", "5432")
         return f"{host}:{port}"
 
-    async def _close(self) -> None:
-        if self._kept is not None:
-            await self._kept.close()
-            self._kept = None
-        if self._pool is not None and self._owns_pool:
-            await self._pool.close()
-        self._pool = None
+    async def _close_pool(self, pool: asyncpg.Pool) -> None:
+        await pool.close()
 
     async def _execute(self, query: str, params: Params, connection: Any) -> None:
         await self._on_a_connection(lambda conn: execute(conn, query, params))
@@ -187,3 +180,80 @@ class AsyncpgConnector(AsyncConnector):
         check_pool_leaves_room_for_listen(self.pool, type(self).__name__)
         async with self.pool.acquire() as conn:
             await listen(conn, channel, on_notify, on_ready)
+
+
+class _OneAtATime:
+    """An asyncpg connection that runs one operation at a time, so that a
+    consumer's concurrent queries queue up instead of failing. It offers what
+    the I/O functions above use."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.lock = asyncio.Lock()
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        async with self.lock:
+            return await self.connection.execute(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        async with self.lock:
+            return await self.connection.fetch(query, *args)
+
+    async def add_listener(self, channel: str, callback: Callable[..., None]) -> None:
+        async with self.lock:  # sends LISTEN
+            await self.connection.add_listener(channel, callback)
+
+    async def remove_listener(self, channel: str, callback: Callable[..., None]) -> None:
+        async with self.lock:  # sends UNLISTEN
+            await self.connection.remove_listener(channel, callback)
+
+    def add_termination_listener(self, callback: Callable[[Any], None]) -> None:
+        self.connection.add_termination_listener(callback)
+
+    def is_closed(self) -> bool:
+        return bool(self.connection.is_closed())
+
+
+class AsyncpgDriver(Driver):
+    """Thin wrapper around one ``asyncpg.Connection``, which you open and close."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        if not isinstance(connection, asyncpg.Connection):
+            raise TypeError(
+                f"AsyncpgDriver wraps an asyncpg.Connection (from 'await asyncpg.connect(dsn)'); "
+                f"got {type(connection).__name__}. For a pool, use AsyncpgPoolDriver."
+            )
+        super().__init__()
+        self.connection = connection
+        self._conn = _OneAtATime(connection)
+
+    def connection_lost(self) -> bool:
+        return bool(self.connection.is_closed())
+
+    async def _execute(self, query: str, params: Params, connection: Any) -> None:
+        await execute(self._conn, query, params)
+
+    async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        return await fetch_all(self._conn, query, params)
+
+    async def _listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        await listen(self._conn, channel, on_notify, on_ready)
+
+
+class AsyncpgPoolDriver(Driver, AsyncpgConnector):
+    """An ``asyncpg.Pool`` you created and will close: :class:`AsyncpgConnector`'s
+    I/O on your pool (one pooled connection per query; LISTEN holds one)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        if not isinstance(pool, asyncpg.Pool):
+            raise TypeError(
+                "AsyncpgPoolDriver wraps an asyncpg.Pool (from 'await asyncpg.create_pool(dsn)'); "
+                f"got {type(pool).__name__}. For one connection, use AsyncpgDriver."
+            )
+        super().__init__()
+        self._use_pool(pool, owned=False)
+
+    def check_room_for_listen(self) -> None:
+        check_pool_leaves_room_for_listen(self.pool, type(self).__name__)

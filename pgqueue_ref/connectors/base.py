@@ -8,14 +8,20 @@ and mapping rows happen in :mod:`pgqueue_ref.manager`, once for every driver.
 
 Two base classes, one per kind of driver:
 
-* :class:`AsyncConnector` — implement ``_open``, ``_close``, ``_execute``,
-  ``_fetch_all`` and ``_listen`` as coroutines. The base class adds the public
-  ``*_async`` methods, their blocking twins (so an async connector also serves
-  sync code, see ``_LoopBridge``), and error translation.
+* :class:`AsyncConnector` — implement ``_open``, ``_close``, ``_fetch_all``
+  and ``_listen`` as coroutines (and ``_execute`` if running a statement
+  without rows differs). The base class adds the public ``*_async`` methods,
+  their blocking twins (so an async connector also serves sync code, see
+  :mod:`~pgqueue_ref.connectors.bridge`), and error translation.
 * :class:`SyncConnector` — implement the same as blocking methods. Such a
-  connector can defer jobs but cannot run a worker.
+  connector can defer jobs but cannot run a worker: :func:`require_async` is
+  the one place that asks.
 
-Both wrap every call of the subclass in :func:`translated_errors`, the single
+Connectors that make a pool, or adopt the caller's, say only how to create
+and close one (:class:`AsyncPoolConnector`, :class:`SyncPoolConnector`). The
+Queue face's drivers, which wrap what the caller opened, are :class:`Driver`.
+
+Every call of a subclass runs inside :func:`translated_errors`, the single
 place where driver exceptions become :mod:`pgqueue_ref.exceptions`.
 """
 
@@ -23,32 +29,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from .exceptions import (
+from ..exceptions import (
     ConfigurationError,
     ConnectorNotOpen,
     ExternalConnectionError,
-    SyncCallInAsyncContext,
     SyncConnectorConfigurationError,
     is_driver_error,
     translate,
 )
+from .bridge import LoopBridge
+from .kept import KeptConnection
 
 __all__ = [
     "AsyncConnector",
+    "AsyncPoolConnector",
     "BaseConnector",
+    "Driver",
     "Params",
     "Row",
     "SyncConnector",
+    "SyncPoolConnector",
     "require_async",
     "translated_errors",
 ]
 
 T = TypeVar("T")
 C = TypeVar("C")
+P = TypeVar("P")
 Params = Mapping[str, Any]
 Row = dict[str, Any]
 _Method = Callable[[str, Params, Any], Coroutine[Any, Any, T]]  # _execute or _fetch_all
@@ -68,13 +78,13 @@ def translated_errors() -> Iterator[None]:
 class BaseConnector:
     """What both kinds of connector share."""
 
-    #: Whether this connector can run a worker (it needs async I/O and LISTEN).
-    can_run_worker: ClassVar[bool] = False
     #: Whether it opens (and closes) its own connections. The Queue face's
     #: drivers wrap a connection or pool the caller opened and will close.
     opens_connections: ClassVar[bool] = True
     #: Type accepted by ``configure(connection=...)``, or None if unsupported.
     external_connection_type: ClassVar[str | None] = None
+    #: How to open it, for the "not open" error.
+    _how_to_open: ClassVar[str] = "'app.open()'"
 
     def _check_external_connection(self, connection: Any) -> None:
         if connection is not None and self.external_connection_type is None:
@@ -91,10 +101,12 @@ class BaseConnector:
             )
         return connection
 
-    def _not_open(self, how: str) -> ConnectorNotOpen:
-        return ConnectorNotOpen(f"{type(self).__name__} is not open: call {how} first.")
+    def _not_open(self) -> ConnectorNotOpen:
+        return ConnectorNotOpen(
+            f"{type(self).__name__} is not open: call {self._how_to_open} first."
+        )
 
-    # Blocking I/O, which every connector offers (async ones through _LoopBridge).
+    # Blocking I/O, which every connector offers (async ones through the bridge).
     def open(self, pool: Any = None) -> None:
         raise NotImplementedError
 
@@ -109,28 +121,40 @@ class BaseConnector:
     ) -> list[Row]:
         raise NotImplementedError
 
-    def check_can_run_worker(self) -> None:
-        if not self.can_run_worker:
-            raise SyncConnectorConfigurationError(
-                f"{type(self).__name__} can only defer jobs: a worker needs an async connector "
-                "(PsycopgConnector, AiopgConnector or AsyncpgConnector). Open a second app on an "
-                "async connector for the worker, e.g. with app.with_connector(...)."
-            )
 
+def require_async(connector: BaseConnector, *, worker: bool = False) -> AsyncConnector:
+    """``connector`` as an :class:`AsyncConnector`, or an error that says what to use instead.
 
-def require_async(connector: BaseConnector) -> AsyncConnector:
-    """The connector, if it is async; otherwise an error that says what to call instead."""
-    if not isinstance(connector, AsyncConnector):
-        raise ConfigurationError(
-            f"{type(connector).__name__} is a blocking connector: use the methods without "
-            "_async (app.open(), defer(), batch_defer(), apply_schema()...)."
+    The one place that asks "can this run a worker?" (``worker=True``: the App's
+    worker, PgQueuer) or "can this be awaited?" (the ``*_async`` methods). Both
+    need asyncio; a :class:`SyncConnector` only defers, and the error
+    (:class:`~pgqueue_ref.exceptions.SyncConnectorConfigurationError`) names
+    its async counterpart (:attr:`SyncConnector.for_a_worker`).
+    """
+    if isinstance(connector, AsyncConnector):
+        return connector
+    name = type(connector).__name__
+    if worker:
+        instead = getattr(connector, "for_a_worker", SyncConnector.for_a_worker)
+        kind = "connector" if connector.opens_connections else "driver"
+        raise SyncConnectorConfigurationError(
+            f"{name} can only defer jobs: a worker needs an async {kind} (it waits on LISTEN "
+            f"and runs jobs concurrently). {instead}"
         )
-    return connector
+    raise SyncConnectorConfigurationError(
+        f"{name} is a blocking connector: use the methods without _async (app.open(), defer(), "
+        "batch_defer(), apply_schema()...)."
+    )
 
 
 class SyncConnector(BaseConnector):
     """Base class of blocking connectors (defer only)."""
 
+    #: What to run a worker on instead, for :func:`~pgqueue_ref.connectors.base.require_async`'s error.
+    for_a_worker: ClassVar[str] = (
+        "Defer with it, and run the worker on an async connector (PsycopgConnector, "
+        "AiopgConnector or AsyncpgConnector), e.g. in a second app: app.with_connector(...)."
+    )
     _is_open = False
 
     def open(self, pool: Any = None) -> None:
@@ -164,7 +188,7 @@ class SyncConnector(BaseConnector):
     def _check_can_query(self, connection: Any) -> None:
         self._check_external_connection(connection)
         if not self._is_open and connection is None:
-            raise self._not_open("'app.open()'")
+            raise self._not_open()
 
     # To implement:
     def _open(self, pool: Any) -> None:
@@ -174,86 +198,19 @@ class SyncConnector(BaseConnector):
         raise NotImplementedError
 
     def _execute(self, query: str, params: Params, connection: Any) -> None:
-        raise NotImplementedError
+        self._fetch_all(query, params, connection)  # rows, if any, are dropped
 
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         raise NotImplementedError
 
 
-class _LoopBridge:
-    """Lets blocking code use an async connector, and never deadlocks trying.
-
-    An async pool belongs to the event loop it was opened in. Three cases:
-
-    * opened by ``open_async()`` in loop L, called from L: plain ``await``.
-    * opened by ``open_async()`` in L, called (blocking) from another thread,
-      e.g. a sync task running in a worker thread: the coroutine is sent to L
-      and the thread waits for it.
-    * opened by blocking ``open()`` with no loop running: the bridge starts a
-      private loop in a daemon thread and the pool lives there; blocking and
-      async callers alike send their coroutines to it.
-
-    A blocking call from inside L itself would wait for L while blocking L: it
-    raises :class:`SyncCallInAsyncContext` instead, pointing to the ``_async`` twins.
-    A caller's own connection (``configure(connection=...)``) belongs to the
-    caller's loop, so queries on it never go through the bridge.
-    """
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def start_private_loop(self) -> None:
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=loop.run_forever, name="pgqueue_ref-connector", daemon=True
-        )
-        thread.start()
-        self.loop, self._thread = loop, thread
-
-    def stop_private_loop(self) -> None:
-        if self._thread is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
-            self.loop.close()
-        self.loop, self._thread = None, None
-
-    @property
-    def is_private(self) -> bool:
-        return self._thread is not None
-
-    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self.loop
-        if loop is None or loop is asyncio.get_running_loop():
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-    def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if self.loop is None or self.loop is running:
-            coro.close()
-            raise SyncCallInAsyncContext(
-                "a blocking call (defer(), batch_defer(), apply_schema(), open()...) was made "
-                "inside the running event loop the connector belongs to (a notebook, an async "
-                "function): it would wait for that loop while blocking it. Use its _async twin "
-                "there, e.g. 'await task.defer_async(...)' or 'await app.open_async()'."
-            )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-
-_OPEN_ASYNC = "'await app.open_async()' (or 'app.open()' in sync code)"
-
-
 class AsyncConnector(BaseConnector):
     """Base class of asyncio connectors: they defer jobs and run workers."""
 
-    can_run_worker = True
+    _how_to_open = "'await app.open_async()' (or 'app.open()' in sync code)"
 
     def __init__(self) -> None:
-        self._bridge = _LoopBridge()
+        self._bridge = LoopBridge()
         self._is_open = False
 
     # -- opening and closing ------------------------------------------------
@@ -319,7 +276,7 @@ class AsyncConnector(BaseConnector):
         rows = await self.fetch_all_async(query, params, connection=connection)
         return rows[0] if rows else None
 
-    # -- queries, blocking twins (see _LoopBridge) -------------------------
+    # -- queries, blocking twins (see the bridge) ---------------------------
 
     def execute(self, query: str, params: Params | None = None, *, connection: Any = None) -> None:
         self._dispatch_blocking(self._execute, query, params, connection)
@@ -353,7 +310,7 @@ class AsyncConnector(BaseConnector):
                 "await: call defer_async() / batch_defer_async() with configure(connection=...)."
             )
         if self._bridge.loop is None:  # never opened, or closed: no loop to run it in
-            raise self._not_open(_OPEN_ASYNC)
+            raise self._not_open()
         return self._bridge.run_blocking(self._call(method, query, params, connection))
 
     async def _call(
@@ -365,7 +322,7 @@ class AsyncConnector(BaseConnector):
     ) -> T:
         self._check_external_connection(connection)
         if not self._is_open and connection is None:
-            raise self._not_open(_OPEN_ASYNC)
+            raise self._not_open()
         with translated_errors():
             return await method(query, params or {}, connection)
 
@@ -385,7 +342,7 @@ class AsyncConnector(BaseConnector):
     ) -> None:
         """LISTEN on ``channel`` on a connection of its own, calling ``on_notify(payload)``
         for each notification, until cancelled. ``on_ready`` is called once LISTEN is in place.
-        Both callbacks may run in the connector's own loop thread (see _LoopBridge): they
+        Both callbacks may run in the connector's own loop thread (see the bridge): they
         must be thread-safe.
         """
         await self._bridge.run_async(
@@ -406,7 +363,7 @@ class AsyncConnector(BaseConnector):
         raise NotImplementedError
 
     async def _execute(self, query: str, params: Params, connection: Any) -> None:
-        raise NotImplementedError
+        await self._fetch_all(query, params, connection)  # rows, if any, are dropped
 
     async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         raise NotImplementedError
@@ -415,3 +372,125 @@ class AsyncConnector(BaseConnector):
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
         raise NotImplementedError
+
+
+# -- adopt or own a pool ----------------------------------------------------------------
+
+
+class _PoolOwner(BaseConnector, Generic[P]):
+    """A connector over a pool: one it creates and closes, or the caller's, which it
+    uses and leaves open (``app.open(pool)``)."""
+
+    _pool: P | None = None
+    _owns_pool = False
+
+    @property
+    def pool(self) -> P:
+        """The pool statements run on; :class:`~pgqueue_ref.exceptions.ConnectorNotOpen`
+        before it is opened."""
+        if self._pool is None:
+            raise self._not_open()
+        return self._pool
+
+    def _use_pool(self, pool: P, *, owned: bool) -> None:
+        self._pool, self._owns_pool = pool, owned
+
+    def _drop_pool(self) -> P | None:
+        """Forget the pool; return it if it is ours to close."""
+        pool, owned = self._pool, self._owns_pool
+        self._pool, self._owns_pool = None, False
+        return pool if owned else None
+
+
+class AsyncPoolConnector(_PoolOwner[P], AsyncConnector):
+    """An async connector over a pool: implement ``_create_pool`` and ``_close_pool``.
+
+    A subclass may also keep one pooled connection at hand for statements
+    (``_keep_one``, see :mod:`~pgqueue_ref.connectors.kept`), only in a pool it owns.
+    """
+
+    _kept: KeptConnection[Any] | None = None
+
+    async def _open(self, pool: P | None) -> None:
+        if pool is None:
+            self._use_pool(await self._create_pool(), owned=True)
+        else:
+            self._use_pool(pool, owned=False)
+
+    def _use_pool(self, pool: P, *, owned: bool) -> None:
+        super()._use_pool(pool, owned=owned)
+        self._kept = self._keep_one(pool) if owned else None
+
+    async def _close(self) -> None:
+        if self._kept is not None:  # first: a closing pool waits for its connections
+            await self._kept.close()
+            self._kept = None
+        if (pool := self._drop_pool()) is not None:
+            await self._close_pool(pool)
+
+    async def _create_pool(self) -> P:
+        raise NotImplementedError
+
+    async def _close_pool(self, pool: P) -> None:
+        raise NotImplementedError
+
+    def _keep_one(self, pool: P) -> KeptConnection[Any] | None:
+        return None
+
+
+class SyncPoolConnector(_PoolOwner[P], SyncConnector):
+    """A blocking connector over a pool: implement ``_create_pool`` and ``_close_pool``."""
+
+    def _open(self, pool: P | None) -> None:
+        if pool is None:
+            self._use_pool(self._create_pool(), owned=True)
+        else:
+            self._use_pool(pool, owned=False)
+
+    def _close(self) -> None:
+        if (pool := self._drop_pool()) is not None:
+            self._close_pool(pool)
+
+    def _create_pool(self) -> P:
+        raise NotImplementedError
+
+    def _close_pool(self, pool: P) -> None:
+        raise NotImplementedError
+
+
+# -- what the caller opened ----------------------------------------------------------
+
+
+class Driver(AsyncConnector):
+    """Base of the Queue face's async drivers (:mod:`pgqueue_ref.db`).
+
+    PgQueuer's drivers take a connection (or pool) that the caller has already
+    opened and will close. So a Driver is open from birth and never closes what
+    it was given. Everything else (error translation, the blocking twins, the
+    queries) is the connector contract's, so the job manager, the worker and the
+    conformance suite use a driver exactly like a connector.
+    """
+
+    opens_connections = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._is_open = True  # the caller opened the connection
+        # Remember the loop the connection lives in, so that blocking code in
+        # other threads (a sync entrypoint, say) can still use the driver.
+        with contextlib.suppress(RuntimeError):
+            self._bridge.loop = asyncio.get_running_loop()
+
+    async def _open(self, pool: Any) -> None:
+        if pool is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} already wraps the connection or pool it was built on; "
+                "build another driver for another pool"
+            )
+
+    async def _close(self) -> None:
+        """Nothing to close: the connection is the caller's, and so is closing it."""
+
+    def check_room_for_listen(self) -> None:
+        """Raise ConfigurationError if a consumer's LISTEN would leave no connection for
+        queries. One connection carries both; pool drivers override this."""

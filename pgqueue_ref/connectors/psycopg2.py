@@ -1,4 +1,4 @@
-"""``Psycopg2Connector``: blocking, psycopg2, over a ``psycopg2.pool.ThreadedConnectionPool``.
+"""psycopg2: ``Psycopg2Connector``, blocking, over a ``psycopg2.pool.ThreadedConnectionPool``.
 
 "Classic" synchronous I/O for applications that only defer jobs (a worker
 needs an async connector). Its quirks, and nothing else:
@@ -19,49 +19,36 @@ needs an async connector). Its quirks, and nothing else:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import psycopg2.extras
 import psycopg2.pool
 
-from .connector import Params, Row, SyncConnector
+from .base import Params, Row, SyncPoolConnector
 
 __all__ = ["Psycopg2Connector"]
 
 
-class Psycopg2Connector(SyncConnector):
+# psycopg2 has no type hints: its pool is psycopg2.pool.AbstractConnectionPool.
+Pool: TypeAlias = Any
+
+
+class Psycopg2Connector(SyncPoolConnector[Pool]):
     def __init__(
         self, *, dsn: str | None = None, minconn: int = 1, maxconn: int = 10, **connect_args: Any
     ) -> None:
         self._dsn = dsn
         self._minconn, self._maxconn = minconn, maxconn
         self._connect_args = connect_args
-        self._pool: psycopg2.pool.AbstractConnectionPool | None = None
-        self._owns_pool = False
 
-    @property
-    def pool(self) -> psycopg2.pool.AbstractConnectionPool:
-        if self._pool is None:
-            raise RuntimeError("Psycopg2Connector is not open")
-        return self._pool
-
-    def _open(self, pool: psycopg2.pool.AbstractConnectionPool | None) -> None:
-        if pool is not None:
-            self._pool, self._owns_pool = pool, False
-            return
+    def _create_pool(self) -> Pool:
         # Opens minconn connections at once: wrong parameters fail here.
-        self._pool = psycopg2.pool.ThreadedConnectionPool(
+        return psycopg2.pool.ThreadedConnectionPool(
             self._minconn, self._maxconn, self._dsn, **self._connect_args
         )
-        self._owns_pool = True
 
-    def _close(self) -> None:
-        if self._pool is not None and self._owns_pool:
-            self._pool.closeall()
-        self._pool = None
-
-    def _execute(self, query: str, params: Params, connection: Any) -> None:
-        self._fetch_all(query, params, connection)
+    def _close_pool(self, pool: Pool) -> None:
+        pool.closeall()
 
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         pool = self.pool

@@ -1,4 +1,4 @@
-"""``AiopgConnector``: asyncio, aiopg (psycopg2 underneath), over an ``aiopg.Pool``.
+"""aiopg: ``AiopgConnector``, asyncio with psycopg2 underneath, over an ``aiopg.Pool``.
 
 Its quirks, and nothing else:
 
@@ -36,8 +36,8 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from .connector import AsyncConnector, Params, Row
-from .exceptions import ConfigurationError
+from ..exceptions import ConfigurationError
+from .base import AsyncPoolConnector, Params, Row
 
 __all__ = ["AiopgConnector"]
 
@@ -49,39 +49,22 @@ _POOL_ONLY = {
 }
 
 
-class AiopgConnector(AsyncConnector):
+class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
     def __init__(self, *, dsn: str | None = None, **pool_args: Any) -> None:
         super().__init__()
         self._dsn = dsn
         self._pool_args = pool_args
-        self._pool: aiopg.Pool | None = None
-        self._owns_pool = False
 
-    @property
-    def pool(self) -> aiopg.Pool:
-        if self._pool is None:
-            raise RuntimeError("AiopgConnector is not open")
-        return self._pool
-
-    async def _open(self, pool: aiopg.Pool | None) -> None:
-        if pool is not None:
-            self._pool, self._owns_pool = pool, False
-            return
+    async def _create_pool(self) -> aiopg.Pool:
         try:
-            self._pool = await aiopg.create_pool(self._dsn, **self._pool_args)
+            return await aiopg.create_pool(self._dsn, **self._pool_args)
         except psycopg2.OperationalError:
             await asyncio.to_thread(_connect_blocking, self._dsn, self._pool_args)
             raise  # the blocking connect worked after all: the pool's own error, then
-        self._owns_pool = True
 
-    async def _close(self) -> None:
-        if self._pool is not None and self._owns_pool:
-            self._pool.close()
-            await self._pool.wait_closed()
-        self._pool = None
-
-    async def _execute(self, query: str, params: Params, connection: Any) -> None:
-        await self._fetch_all(query, params, connection)
+    async def _close_pool(self, pool: aiopg.Pool) -> None:
+        pool.close()
+        await pool.wait_closed()
 
     async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         async with self.pool.acquire() as conn:
