@@ -18,7 +18,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -159,6 +159,10 @@ class Subject:
     def is_async(self) -> bool:
         return isinstance(self.connector, AsyncConnector)
 
+    # A test that cannot say "yes" for this connector gives its verdict with one
+    # of these; the support table shows it and the reason. The first two record
+    # and let the test go on (it has checked something); the skip_ ones end it.
+
     def unsupported(self, reason: str) -> None:
         """Record that this connector does not do what the test is about; call it
         only after checking that the connector refuses clearly. The support table
@@ -166,8 +170,23 @@ class Subject:
         self.node.user_properties.append((support_table.NO, reason))
 
     def not_applicable(self, reason: str) -> None:
-        """Record that the test's question does not arise for this connector."""
+        """Record that the test's question does not arise for this connector; call
+        it only after checking what the connector does instead."""
         self.node.user_properties.append((support_table.NOT_APPLICABLE, reason))
+
+    def skip_unsupported(self, reason: str) -> NoReturn:
+        """Skip: this connector cannot do it, and offers nothing to ask (no call that
+        could refuse). The support table shows "no, skipped" and the reason."""
+        __tracebackhide__ = True  # pytest reports the skip at the test's line
+        self.node.user_properties.append((support_table.NO, reason))
+        pytest.skip(reason)
+
+    def skip_not_applicable(self, reason: str) -> NoReturn:
+        """Skip: the test's question does not arise for this connector. The support
+        table shows "n/a, skipped" and the reason."""
+        __tracebackhide__ = True
+        self.node.user_properties.append((support_table.NOT_APPLICABLE, reason))
+        pytest.skip(reason)
 
     async def call(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         """``obj.<method>_async(...)`` on an async connector, else ``obj.<method>(...)``
