@@ -20,8 +20,9 @@ How it stays honest:
   ran (``-k``, one file), it still checks that the committed table names
   every connector and every conformance test.
 
-Rows are the conformance tests, in file order, labelled by the first line
-of their docstring; columns are the connectors of ``CONNECTORS``.
+Rows are the conformance tests, module by module and in file order within
+each, labelled by the first line of their docstring; columns are the
+connectors of ``CONNECTORS``.
 """
 
 from __future__ import annotations
@@ -95,9 +96,11 @@ def record(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def rows(modules: Iterable[object]) -> list[Row]:
-    """Every test of these modules that runs on the ``subject`` fixture, in file order."""
-    found = []
+    """Every test of these modules that runs on the ``subject`` fixture: module by
+    module, in file order within each."""
+    table = []
     for module in modules:
+        found = []
         for name, func in vars(module).items():
             if (
                 name.startswith("test_")
@@ -106,7 +109,8 @@ def rows(modules: Iterable[object]) -> list[Row]:
             ):
                 doc = inspect.getdoc(func) or name
                 found.append((func.__code__.co_firstlineno, Row(name, doc.splitlines()[0])))
-    return [row for _, row in sorted(found, key=lambda pair: pair[0])]
+        table += [row for _, row in sorted(found, key=lambda pair: pair[0])]
+    return table
 
 
 def conformance_modules() -> list[object]:
