@@ -4,7 +4,8 @@ Behaviour shared by connectors is tested once, in this folder, on the
 ``subject`` fixture below; each connector's own quirks live in its own test
 file. A new connector or driver is one new module plus one line in
 :data:`CONNECTORS` (and one in :data:`EXTERNAL_CONNECTIONS` if it defers on
-the caller's own connection).
+the caller's own connection, or in :data:`WRAPPED_CONNECTIONS` if it is a
+Queue-face driver over one connection of the caller's).
 
 The suite's results are also the table of what each connector supports,
 ``docs/connectors.md``: see :mod:`.support_table`.
@@ -35,6 +36,7 @@ from pgqueue_ref import (
     SyncPsycopgConnector,
 )
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
+from pgqueue_ref.db import AsyncpgDriver, PsycopgDriver, SyncPsycopgDriver
 
 from . import queue_drivers, support_table
 
@@ -130,6 +132,44 @@ EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[Call
         lambda: _sqlalchemy_connection(dsn), "exec_driver_sql", "begin_nested"
     ),
     "PsycopgPoolDriver": _psycopg_async,  # a PsycopgConnector over the caller's pool
+}
+
+
+@dataclass
+class WrappedConnection:
+    """The one connection a Queue-face driver wraps, as its caller uses it: the
+    caller's own SQL (no parameters), and the caller's transaction block, which
+    the driver's statements join because they run on that same connection."""
+
+    execute: Callable[[str], Awaitable[Any]]
+    transaction: Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def _asyncpg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, AsyncpgDriver)
+    return WrappedConnection(driver.connection.execute, driver.connection.transaction)
+
+
+def _psycopg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, PsycopgDriver)
+    return WrappedConnection(driver.connection.execute, driver.connection.transaction)
+
+
+def _sync_psycopg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, SyncPsycopgDriver)
+    conn = driver.connection
+    return WrappedConnection(
+        lambda sql: asyncio.to_thread(conn.execute, sql),
+        lambda: _in_thread(conn.transaction()),
+    )
+
+
+# name -> the connection the driver wraps, for each driver over ONE connection of
+# the caller's (a pool driver runs each statement on whichever connection is free).
+WRAPPED_CONNECTIONS: dict[str, Callable[[BaseConnector], WrappedConnection]] = {
+    "AsyncpgDriver": _asyncpg_wrapped,
+    "PsycopgDriver": _psycopg_wrapped,
+    "SyncPsycopgDriver": _sync_psycopg_wrapped,
 }
 
 
