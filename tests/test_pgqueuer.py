@@ -1,11 +1,15 @@
 """``PgQueuer``: classmethods, entrypoints, resources, run modes, channels, and both faces
-side by side on one table."""
+side by side on one table.
+
+Draining on every async driver and connector (async and sync entrypoints, the
+Context and its resources), and the refusal of the blocking ones, are tested
+once for all in tests/conformance/test_queue_face.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +23,6 @@ from pgqueue_ref import Channel, DBSettings, PgQueuer, QueueExecutionMode
 from pgqueue_ref.db import AsyncpgDriver, AsyncpgPoolDriver, PsycopgDriver, PsycopgPoolDriver
 from pgqueue_ref.exceptions import InvalidChannel
 from pgqueue_ref.jobs import Job
-from pgqueue_ref.queuer import Context
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -48,30 +51,6 @@ async def test_classmethods_wrap_the_right_driver(dsn: str, apg: asyncpg.Connect
         assert type(PgQueuer.from_psycopg_connection(conn).connection) is PsycopgDriver
     async with psycopg_pool.AsyncConnectionPool(dsn, min_size=1, max_size=2) as ppool:
         assert type(PgQueuer.from_psycopg_pool(ppool).connection) is PsycopgPoolDriver
-
-
-async def test_entrypoints_get_the_job_and_optionally_a_context(
-    apg: asyncpg.Connection, db: Db
-) -> None:
-    cache: dict[str, Any] = {}
-    pgq = PgQueuer.from_asyncpg_connection(apg, resources={"cache": cache})
-    seen: list[tuple[str, int, bytes | None]] = []
-
-    @pgq.entrypoint("fetch")
-    async def fetch(job: Job) -> None:
-        seen.append(("fetch", job.id, job.payload))
-
-    @pgq.entrypoint("store")
-    def store(job: Job, context: Context) -> None:  # sync: runs in a worker thread
-        assert threading.current_thread() is not threading.main_thread()
-        context.resources["cache"][job.id] = job.payload
-
-    ids = await pgq.queries.enqueue(["fetch", "store", "store"], [b"a", b"b", None], [0, 0, 0])
-    stats = await pgq.run(mode=QueueExecutionMode.drain)
-    assert stats.succeeded == 3
-    assert seen == [("fetch", ids[0], b"a")]
-    assert cache == {ids[1]: b"b", ids[2]: None}
-    assert db("SELECT DISTINCT status FROM pgqueue_jobs") == [("succeeded",)]
 
 
 async def test_a_failing_entrypoint_fails_its_job_only(apg: asyncpg.Connection, db: Db) -> None:

@@ -1,10 +1,15 @@
-"""``Queries``: PgQueuer's enqueue and statistics, async and blocking, on the shared table."""
+"""``Queries``: what its arguments mean (one value or a list, delays, dedupe keys
+freed by running, channels), on one driver.
+
+What every driver and connector does the same way (enqueue one and a batch,
+dedupe keys, statistics, install, the blocking twin ``SyncQueries``) is tested
+once for all in tests/conformance/test_queue_face.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,8 +18,8 @@ import pytest
 
 from pgqueue_ref import PgQueuer, QueueExecutionMode
 from pgqueue_ref.db import PsycopgDriver, SyncPsycopgDriver
-from pgqueue_ref.exceptions import AlreadyEnqueued, DuplicateJobError, InvalidChannel
-from pgqueue_ref.queries import Queries, QueueStatistics, SyncQueries
+from pgqueue_ref.exceptions import InvalidChannel
+from pgqueue_ref.queries import Queries
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -23,23 +28,6 @@ Db = Callable[..., list[tuple[Any, ...]]]
 async def queries(dsn: str) -> AsyncIterator[Queries]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         yield Queries(PsycopgDriver(conn))
-
-
-async def test_enqueue_one_job_returns_its_id(queries: Queries, db: Db) -> None:
-    ids = await queries.enqueue("fetch", b"payload", priority=3)
-    assert db(
-        "SELECT id, face, queue, task_name, payload, priority, status, scheduled_at FROM pgqueue_jobs"
-    ) == [(ids[0], "queue", "default", "fetch", b"payload", 3, "todo", None)]
-
-
-async def test_enqueue_a_batch_in_one_statement(queries: Queries, db: Db) -> None:
-    ids = await queries.enqueue(["a", "b", "c"], [b"1", None, b"3"], [0, 5, 0])
-    assert db("SELECT id, task_name, payload, priority FROM pgqueue_jobs ORDER BY id") == [
-        (ids[0], "a", b"1", 0),
-        (ids[1], "b", None, 5),
-        (ids[2], "c", b"3", 0),
-    ]
-    assert db("SELECT count(DISTINCT xmin::text) FROM pgqueue_jobs") == [(1,)]  # one transaction
 
 
 async def test_a_single_value_applies_to_every_job_of_a_batch(queries: Queries, db: Db) -> None:
@@ -80,37 +68,6 @@ async def test_execute_after_delays_the_job(queries: Queries, db: Db) -> None:
 # -- dedupe keys ------------------------------------------------------------------
 
 
-async def test_a_taken_dedupe_key_raises_duplicate_job_error(queries: Queries, db: Db) -> None:
-    await queries.enqueue("sync", b"", dedupe_key="user-1")
-    with pytest.raises(DuplicateJobError) as caught:
-        await queries.enqueue(["sync", "sync"], [b"", b""], [0, 0], dedupe_key=["user-2", "user-1"])
-    assert isinstance(caught.value, AlreadyEnqueued)  # the App face's name for it
-    assert str(caught.value) == (
-        "dedupe_key 'user-2', 'user-1': a waiting job already holds one of them (or an earlier "
-        "job of the same batch does), so nothing was enqueued. Pass on_conflict='skip' to "
-        "enqueue the others and get None for the duplicates."
-    )
-    assert caught.value.dedupe_key == ["user-2", "user-1"]
-    assert db("SELECT queueing_lock FROM pgqueue_jobs") == [("user-1",)]
-
-
-async def test_on_conflict_skip_leaves_duplicates_out(queries: Queries, db: Db) -> None:
-    (first,) = await queries.enqueue("sync", b"", dedupe_key="user-1")
-    ids = await queries.enqueue(
-        ["sync"] * 5,
-        [b"a", b"b", b"c", b"d", b"e"],
-        [0] * 5,
-        dedupe_key=["user-1", "user-2", None, "user-2", None],
-        on_conflict="skip",
-    )
-    assert ids[0] is None and ids[3] is None  # taken by a waiting job / earlier in the batch
-    assert db("SELECT id, payload FROM pgqueue_jobs WHERE id <> %s ORDER BY id", first) == [
-        (ids[1], b"b"),
-        (ids[2], b"c"),
-        (ids[4], b"e"),
-    ]
-
-
 async def test_a_dedupe_key_is_free_again_once_its_job_has_run(queries: Queries) -> None:
     pgq = PgQueuer(queries.driver)
     pgq.entrypoint("sync")(_noop)
@@ -121,49 +78,6 @@ async def test_a_dedupe_key_is_free_again_once_its_job_has_run(queries: Queries)
 
 async def _noop(job: Any) -> None:
     pass
-
-
-# -- statistics and schema ------------------------------------------------------------
-
-
-async def test_queue_size_and_status_counts(queries: Queries, app: Any) -> None:
-    await queries.enqueue(["a", "a", "b"], [b""] * 3, [0, 0, 1])
-    await app.configure_task("a").defer_async()  # an App-face job: not counted here
-    assert await queries.queue_size() == [
-        QueueStatistics(entrypoint="a", priority=0, status="todo", count=2),
-        QueueStatistics(entrypoint="b", priority=1, status="todo", count=1),
-    ]
-    pgq = PgQueuer(queries.driver)
-    pgq.entrypoint("b")(_noop)
-    await pgq.run(mode=QueueExecutionMode.drain)
-    assert await queries.status_counts() == {"succeeded": 1, "todo": 2}
-
-
-async def test_install_is_idempotent(empty_dsn: str) -> None:
-    async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
-        queries = Queries(PsycopgDriver(conn))
-        await queries.install()
-        await queries.install()
-        assert len(await queries.enqueue("fetch", b"")) == 1
-
-
-# -- the blocking twin --------------------------------------------------------------
-
-
-def test_queries_on_a_sync_driver_are_plain_calls(empty_dsn: str) -> None:
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        queries = Queries(SyncPsycopgDriver(conn))
-        assert type(queries) is SyncQueries
-        queries.install()
-        ids = queries.enqueue("fetch", b"payload")
-        assert not inspect.isawaitable(ids)
-        assert ids == [1]
-        assert queries.enqueue("fetch", b"", dedupe_key="k", on_conflict="skip") == [2]
-        assert queries.enqueue("fetch", b"", dedupe_key="k", on_conflict="skip") == [None]
-        with pytest.raises(DuplicateJobError):
-            queries.enqueue("fetch", b"", dedupe_key="k")
-        assert queries.queue_size() == [QueueStatistics("fetch", 0, "todo", 2)]
-        assert queries.status_counts() == {"todo": 2}
 
 
 # -- channels --------------------------------------------------------------------------

@@ -1,11 +1,18 @@
-"""The Queue face's drivers: their own quirks (shared behaviour is in tests/conformance)."""
+"""The Queue face's drivers: their own quirks.
+
+What every driver does the same way (enqueue, dedupe keys, statistics,
+draining, enqueueing inside the caller's transaction on the one-connection
+drivers) is tested once for all in tests/conformance/test_queue_face.py;
+that asyncpg needs no autocommit flag shows there too, as AsyncpgDriver's
+enqueues are seen from other connections at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -27,10 +34,7 @@ from pgqueue_ref.exceptions import (
 )
 from pgqueue_ref.jobs import Face
 from pgqueue_ref.manager import JobManager
-from pgqueue_ref.queries import Queries
 from pgqueue_ref.worker import Worker
-
-Db = Callable[..., list[tuple[Any, ...]]]
 
 ASYNC_AUTOCOMMIT_MESSAGE = (
     "the psycopg connection must be in autocommit mode (autocommit=True), and this one is not: "
@@ -74,13 +78,6 @@ def test_sync_psycopg_driver_refuses_a_connection_without_autocommit(dsn: str) -
     )
 
 
-async def test_asyncpg_needs_no_flag_and_commits_each_statement(
-    apg: asyncpg.Connection, db: Db
-) -> None:
-    (job_id,) = await Queries(AsyncpgDriver(apg)).enqueue("fetch", b"x")
-    assert db("SELECT id FROM pgqueue_jobs") == [(job_id,)]  # seen from another connection
-
-
 async def test_drivers_name_the_driver_for_the_other_kind_of_connection(
     dsn: str, aconn: psycopg.AsyncConnection[Any], apg: asyncpg.Connection
 ) -> None:
@@ -101,7 +98,6 @@ async def test_drivers_name_the_driver_for_the_other_kind_of_connection(
 def test_sync_driver_refuses_any_consumer_use(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         driver = SyncPsycopgDriver(conn)
-        assert Queries(driver).enqueue("fetch", b"ok") == [1]
         expected = (
             "SyncPsycopgDriver can only defer jobs: a worker needs an async driver (it waits on "
             "LISTEN and runs jobs concurrently). Enqueue with it, and consume with "
@@ -252,51 +248,3 @@ async def test_psycopg_driver_listen_leaves_your_own_notify_handlers_working(
     listening.cancel()
     with pytest.raises(asyncio.CancelledError):
         await listening
-
-
-# -- the caller's transaction -----------------------------------------------------
-
-
-@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
-async def test_asyncpg_enqueue_joins_the_callers_transaction(
-    apg: asyncpg.Connection, db: Db, commit: bool
-) -> None:
-    queries = Queries(AsyncpgDriver(apg))
-    with contextlib.suppress(Rollback):
-        async with apg.transaction():
-            await apg.execute("CREATE TABLE orders (id int)")
-            await queries.enqueue("ship", b"order 1")
-            assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]  # not committed yet
-            if not commit:
-                raise Rollback
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(1 if commit else 0,)]
-    assert db("SELECT count(*) FROM pg_tables WHERE tablename = 'orders'") == [(int(commit),)]
-
-
-@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
-async def test_psycopg_enqueue_joins_the_callers_transaction(
-    aconn: psycopg.AsyncConnection[Any], db: Db, commit: bool
-) -> None:
-    queries = Queries(PsycopgDriver(aconn))
-    with contextlib.suppress(Rollback):
-        async with aconn.transaction():
-            await queries.enqueue(["ship", "bill"], [b"1", b"2"], [0, 0])
-            assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
-            if not commit:
-                raise Rollback
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(2 if commit else 0,)]
-
-
-@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
-def test_sync_psycopg_enqueue_joins_the_callers_transaction(dsn: str, db: Db, commit: bool) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        queries = Queries(SyncPsycopgDriver(conn))
-        with contextlib.suppress(Rollback), conn.transaction():
-            queries.enqueue("ship", b"order 1")
-            if not commit:
-                raise Rollback
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(1 if commit else 0,)]
-
-
-class Rollback(Exception):
-    pass

@@ -4,7 +4,8 @@ Behaviour shared by connectors is tested once, in this folder, on the
 ``subject`` fixture below; each connector's own quirks live in its own test
 file. A new connector or driver is one new module plus one line in
 :data:`CONNECTORS` (and one in :data:`EXTERNAL_CONNECTIONS` if it defers on
-the caller's own connection).
+the caller's own connection, or in :data:`WRAPPED_CONNECTIONS` if it is a
+Queue-face driver over one connection of the caller's).
 
 The suite's results are also the table of what each connector supports,
 ``docs/connectors.md``: see :mod:`.support_table`.
@@ -18,7 +19,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -35,6 +36,7 @@ from pgqueue_ref import (
     SyncPsycopgConnector,
 )
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
+from pgqueue_ref.db import AsyncpgDriver, PsycopgDriver, SyncPsycopgDriver
 
 from . import queue_drivers, support_table
 
@@ -133,6 +135,44 @@ EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[Call
 }
 
 
+@dataclass
+class WrappedConnection:
+    """The one connection a Queue-face driver wraps, as its caller uses it: the
+    caller's own SQL (no parameters), and the caller's transaction block, which
+    the driver's statements join because they run on that same connection."""
+
+    execute: Callable[[str], Awaitable[Any]]
+    transaction: Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def _asyncpg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, AsyncpgDriver)
+    return WrappedConnection(driver.connection.execute, driver.connection.transaction)
+
+
+def _psycopg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, PsycopgDriver)
+    return WrappedConnection(driver.connection.execute, driver.connection.transaction)
+
+
+def _sync_psycopg_wrapped(driver: BaseConnector) -> WrappedConnection:
+    assert isinstance(driver, SyncPsycopgDriver)
+    conn = driver.connection
+    return WrappedConnection(
+        lambda sql: asyncio.to_thread(conn.execute, sql),
+        lambda: _in_thread(conn.transaction()),
+    )
+
+
+# name -> the connection the driver wraps, for each driver over ONE connection of
+# the caller's (a pool driver runs each statement on whichever connection is free).
+WRAPPED_CONNECTIONS: dict[str, Callable[[BaseConnector], WrappedConnection]] = {
+    "AsyncpgDriver": _asyncpg_wrapped,
+    "PsycopgDriver": _psycopg_wrapped,
+    "SyncPsycopgDriver": _sync_psycopg_wrapped,
+}
+
+
 @contextlib.asynccontextmanager
 async def built(name: str, dsn: str) -> AsyncIterator[BaseConnector]:
     """A fresh, unopened connector of ``CONNECTORS[name]`` on ``dsn``, cleaned up after."""
@@ -159,6 +199,10 @@ class Subject:
     def is_async(self) -> bool:
         return isinstance(self.connector, AsyncConnector)
 
+    # A test that cannot say "yes" for this connector gives its verdict with one
+    # of these; the support table shows it and the reason. The first two record
+    # and let the test go on (it has checked something); the skip_ ones end it.
+
     def unsupported(self, reason: str) -> None:
         """Record that this connector does not do what the test is about; call it
         only after checking that the connector refuses clearly. The support table
@@ -166,8 +210,23 @@ class Subject:
         self.node.user_properties.append((support_table.NO, reason))
 
     def not_applicable(self, reason: str) -> None:
-        """Record that the test's question does not arise for this connector."""
+        """Record that the test's question does not arise for this connector; call
+        it only after checking what the connector does instead."""
         self.node.user_properties.append((support_table.NOT_APPLICABLE, reason))
+
+    def skip_unsupported(self, reason: str) -> NoReturn:
+        """Skip: this connector cannot do it, and offers nothing to ask (no call that
+        could refuse). The support table shows "no, skipped" and the reason."""
+        __tracebackhide__ = True  # pytest reports the skip at the test's line
+        self.node.user_properties.append((support_table.NO, reason))
+        pytest.skip(reason)
+
+    def skip_not_applicable(self, reason: str) -> NoReturn:
+        """Skip: the test's question does not arise for this connector. The support
+        table shows "n/a, skipped" and the reason."""
+        __tracebackhide__ = True
+        self.node.user_properties.append((support_table.NOT_APPLICABLE, reason))
+        pytest.skip(reason)
 
     async def call(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         """``obj.<method>_async(...)`` on an async connector, else ``obj.<method>(...)``

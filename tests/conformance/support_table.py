@@ -4,10 +4,14 @@ the conformance suite's own results so that it cannot drift from the code.
 How it stays honest:
 
 * The conformance ``conftest.py`` records the outcome of every (test,
-  connector) pair as it runs (:func:`record`): "yes" when the test passed,
+  connector) pair as it runs (:func:`record`): "yes" when the test passed;
   "no" or "n/a" when it passed *after* checking that the connector refuses
-  clearly (``subject.unsupported(reason)``) or that the question does not
-  arise (``subject.not_applicable(reason)``), "FAILED" otherwise.
+  clearly (``subject.unsupported(reason)``) or what it does instead
+  (``subject.not_applicable(reason)``); "no" or "n/a", marked skipped, when
+  the test skipped itself with its reason because there was nothing to check
+  (``subject.skip_unsupported(reason)``, ``subject.skip_not_applicable(reason)``);
+  "FAILED" otherwise, a skip that gave no verdict included. No cell says more
+  than its test asserted.
 * ``test_support_table.py`` runs last. When the session ran every pair, it
   renders the table from those results (:func:`render`) and fails unless
   ``docs/connectors.md`` is exactly that text; with ``PGQUEUE_REF_UPDATE_SUPPORT_TABLE=1``
@@ -16,8 +20,9 @@ How it stays honest:
   ran (``-k``, one file), it still checks that the committed table names
   every connector and every conformance test.
 
-Rows are the conformance tests, in file order, labelled by the first line
-of their docstring; columns are the connectors of ``CONNECTORS``.
+Rows are the conformance tests, module by module and in file order within
+each, labelled by the first line of their docstring; columns are the
+connectors of ``CONNECTORS``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ _TABLE_CHECK_MODULE = "test_support_table.py"
 class Cell:
     outcome: str  # YES, NO, NOT_APPLICABLE or FAILED
     reason: str = ""
+    skipped: bool = False  # the test skipped itself: nothing was checked here
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,24 @@ def record(item: pytest.Item, report: pytest.TestReport) -> None:
     if callspec is None or "subject" not in callspec.params:
         return
     key = (getattr(item, "originalname", item.name), callspec.params["subject"])
-    if report.failed or report.skipped:  # in any phase; a skip is not an answer either
+    verdicts = [(k, str(v)) for k, v in item.user_properties if k in (NO, NOT_APPLICABLE)]
+    if report.failed:  # in any phase
         RESULTS[key] = Cell(FAILED, report.outcome)
+    elif report.skipped:  # in setup (a fixture) or in the test
+        # A skip is an answer only with a verdict (subject.skip_*): any other skip,
+        # a missing driver or server feature say, leaves the question open.
+        outcome, reason = verdicts[-1] if verdicts else (FAILED, "skipped without a verdict")
+        RESULTS[key] = Cell(outcome, reason, skipped=bool(verdicts))
     elif report.when == "call":
-        marks = [Cell(k, str(v)) for k, v in item.user_properties if k in (NO, NOT_APPLICABLE)]
-        RESULTS[key] = marks[-1] if marks else Cell(YES)
+        RESULTS[key] = Cell(*verdicts[-1]) if verdicts else Cell(YES)
 
 
 def rows(modules: Iterable[object]) -> list[Row]:
-    """Every test of these modules that runs on the ``subject`` fixture, in file order."""
-    found = []
+    """Every test of these modules that runs on the ``subject`` fixture: module by
+    module, in file order within each."""
+    table = []
     for module in modules:
+        found = []
         for name, func in vars(module).items():
             if (
                 name.startswith("test_")
@@ -96,7 +109,8 @@ def rows(modules: Iterable[object]) -> list[Row]:
             ):
                 doc = inspect.getdoc(func) or name
                 found.append((func.__code__.co_firstlineno, Row(name, doc.splitlines()[0])))
-    return [row for _, row in sorted(found, key=lambda pair: pair[0])]
+        table += [row for _, row in sorted(found, key=lambda pair: pair[0])]
+    return table
 
 
 def conformance_modules() -> list[object]:
@@ -119,7 +133,7 @@ def render(
         found = results[(row.test, connector)]
         if not found.reason or found.outcome == FAILED:
             return found.outcome
-        note = f"{found.outcome}: {found.reason}"
+        note = f"{found.outcome}{', skipped' if found.skipped else ''}: {found.reason}"
         if note not in notes:
             notes.append(note)
         return f"{found.outcome} [{notes.index(note) + 1}]"
@@ -134,6 +148,8 @@ def render(
         "Each row is one test of `tests/conformance/`, run on every connector: **yes** means",
         "the test passed; **no** means the connector cannot do it and the test checked that it",
         "says so clearly (the note gives the error); **n/a** means the question does not arise.",
+        "A note marked *skipped* is a case with nothing to check (no call that could refuse,",
+        "no question to ask): the test skipped there, with the note as its reason.",
         "",
         "| behaviour (test) | " + " | ".join(f"`{name}`" for name in connectors) + " |",
         "| --- |" + " --- |" * len(connectors),

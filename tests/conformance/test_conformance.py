@@ -2,7 +2,10 @@
 
 The first line of each test's docstring is its row in ``docs/connectors.md``.
 A connector that cannot do what a test is about must refuse clearly; the test
-checks the refusal, then records it with ``subject.unsupported(reason)``.
+checks the refusal, then records it with ``subject.unsupported(reason)``. Where
+there is nothing to check (the question does not arise), the test skips with
+its reason, ``subject.skip_not_applicable(reason)``: no test passes without
+asserting.
 """
 
 from __future__ import annotations
@@ -103,8 +106,12 @@ async def test_external_connection_defers_inside_the_callers_transaction(
     if expected_type is None:
         assert str(caught.value) == f"{subject.name} does not support external connections"
         subject.unsupported("`configure(connection=...)` raises ExternalConnectionError")
-        return
-    assert str(caught.value) == f"{subject.name} defers on a {expected_type}; got object"
+    else:
+        assert str(caught.value) == f"{subject.name} defers on a {expected_type}; got object"
+        await _defers_inside_the_callers_transaction(subject, dsn, db)
+
+
+async def _defers_inside_the_callers_transaction(subject: Subject, dsn: str, db: Db) -> None:
     assert subject.name in EXTERNAL_CONNECTIONS, "add its connection factory to the conftest"
     async with EXTERNAL_CONNECTIONS[subject.name](dsn) as caller:
         await subject.defer_job("t", {"connection": caller.connection}, n=1)
@@ -151,8 +158,7 @@ async def test_sql_text_reaches_the_server_unchanged(subject: Subject) -> None:
 
 async def test_unreachable_server_is_connection_failed_at_open(subject: Subject) -> None:
     """An unreachable server: ConnectionFailed at open, at once, naming the address"""
-    if _wraps_callers_connection(subject):
-        return
+    _skip_if_it_wraps_the_callers_connection(subject)
     app = App(connector=CONNECTORS[subject.name]("postgresql://u:secret@127.0.0.1:1/x"))
     with pytest.raises(ConnectionFailed) as caught:
         await asyncio.wait_for(subject.call(app, "open"), 10)  # not after a pool's 30 s timeout
@@ -163,8 +169,7 @@ async def test_unreachable_server_is_connection_failed_at_open(subject: Subject)
 
 async def test_using_a_closed_connector_says_to_open_it(subject: Subject, dsn: str) -> None:
     """Used before open (or after close): ConnectorNotOpen, saying what to call"""
-    if _wraps_callers_connection(subject):
-        return
+    _skip_if_it_wraps_the_callers_connection(subject)
     app = App(connector=CONNECTORS[subject.name](dsn))
     deferrer = app.configure_task("t")
     attempts = [asyncio.to_thread(deferrer.defer)]  # as a blocking script would
@@ -202,8 +207,7 @@ async def test_applies_the_schema_twice(subject: Subject, empty_dsn: str) -> Non
 
 async def test_blocking_use_outside_an_event_loop(subject: Subject, dsn: str, db: Db) -> None:
     """Blocking use: `with app.open():`, `defer()`, `batch_defer()`"""
-    if _wraps_callers_connection(subject):
-        return
+    _skip_if_it_wraps_the_callers_connection(subject)
     app = App(connector=CONNECTORS[subject.name](dsn))
     deferrer = app.configure_task("t")
 
@@ -226,17 +230,19 @@ async def test_blocking_use_outside_an_event_loop(subject: Subject, dsn: str, db
 async def test_async_use(subject: Subject, dsn: str, db: Db) -> None:
     """Async use: `async with app.open_async():`, `defer_async()`"""
     async with built(subject.name, dsn) as connector:
-        await _async_use(subject, App(connector=connector), db)
+        app = App(connector=connector)
+        if subject.is_async:
+            await _async_use(app, db)
+        else:
+            blocking = "is a blocking connector: use the methods"
+            with pytest.raises(ConfigurationError, match=blocking):
+                await app.open_async()
+            with pytest.raises(ConfigurationError, match=blocking):
+                await subject.app.configure_task("t").defer_async()
+            subject.unsupported("blocking only: the `*_async` methods raise ConfigurationError")
 
 
-async def _async_use(subject: Subject, app: App, db: Db) -> None:
-    if not subject.is_async:
-        with pytest.raises(ConfigurationError, match="is a blocking connector: use the methods"):
-            await app.open_async()
-        with pytest.raises(ConfigurationError, match="is a blocking connector: use the methods"):
-            await subject.app.configure_task("t").defer_async()
-        subject.unsupported("blocking only: the `*_async` methods raise ConfigurationError")
-        return
+async def _async_use(app: App, db: Db) -> None:
     async with app.open_async() as opened:
         assert opened is app
         job_id = await app.configure_task("t").defer_async(n=1)
@@ -246,29 +252,28 @@ async def _async_use(subject: Subject, app: App, db: Db) -> None:
     assert db("SELECT id FROM pgqueue_jobs") == [(job_id,)]
 
 
-def _wraps_callers_connection(subject: Subject) -> bool:
+def _skip_if_it_wraps_the_callers_connection(subject: Subject) -> None:
     """Opening and closing are the caller's for a driver (it wraps what the caller
-    opened, see pgqueue_ref/driver.py): record that, and tell the test to stop."""
-    if subject.connector.opens_connections:
-        return False
-    subject.not_applicable(
-        "wraps the connection the caller opened: opening and closing are the caller's"
-    )
-    return True
+    opened, see pgqueue_ref.db): the test's question does not arise."""
+    __tracebackhide__ = True
+    if not subject.connector.opens_connections:
+        subject.skip_not_applicable(
+            "wraps the connection the caller opened: opening and closing are the caller's"
+        )
 
 
 async def test_blocking_call_inside_its_running_loop_raises(subject: Subject, db: Db) -> None:
     """A blocking call inside the loop it was opened in raises SyncCallInAsyncContext, never hangs"""
     deferrer = subject.app.configure_task("t")
-    if not subject.is_async:
+    if subject.is_async:
+        with pytest.raises(SyncCallInAsyncContext) as caught:
+            deferrer.defer()
+        assert str(caught.value).endswith("use 'await task.defer_async(...)' there instead.")
+        assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
+    else:
         deferrer.defer()  # blocks this loop for one round trip, as any blocking I/O would
         assert db("SELECT count(*) FROM pgqueue_jobs") == [(1,)]
         subject.not_applicable("a blocking connector has no loop to wait for: the call just blocks")
-        return
-    with pytest.raises(SyncCallInAsyncContext) as caught:
-        deferrer.defer()
-    assert str(caught.value).endswith("use 'await task.defer_async(...)' there instead.")
-    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
 
 
 # -- the worker -----------------------------------------------------------------
@@ -283,20 +288,24 @@ async def test_worker_runs_jobs_with_their_arguments(subject: Subject, db: Db) -
         received.append(kwargs)
 
     await subject.batch_defer("work", {"n": 1}, ARGUMENTS)
-    if not subject.is_async:
+    if subject.is_async:
+        stats = await subject.app.run_worker_async(wait=False)
+        assert stats.succeeded == 2
+        assert sorted(received, key=len) == [{"n": 1}, ARGUMENTS]
+        assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [("succeeded", 2)]
+    else:
         _refuses_a_worker(subject)
-        return
-    stats = await subject.app.run_worker_async(wait=False)
-    assert stats.succeeded == 2
-    assert sorted(received, key=len) == [{"n": 1}, ARGUMENTS]
-    assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [("succeeded", 2)]
 
 
 async def test_listen_wakes_the_worker(subject: Subject) -> None:
     """LISTEN/NOTIFY wakes a waiting worker (its polling interval set to 60 s)"""
-    if not subject.is_async:
+    if subject.is_async:
+        await _notify_wakes_the_worker(subject)
+    else:
         _refuses_a_worker(subject)
-        return
+
+
+async def _notify_wakes_the_worker(subject: Subject) -> None:
     done = asyncio.Event()
 
     @subject.app.task(name="ping")
@@ -323,12 +332,12 @@ async def test_a_sync_task_defers_from_its_worker_thread(subject: Subject, db: D
         child.defer()
 
     await subject.defer_job("parent")
-    if not subject.is_async:
+    if subject.is_async:
+        stats = await subject.app.run_worker_async(wait=False)
+        assert stats.succeeded == 2
+        assert db("SELECT task_name, status FROM pgqueue_jobs ORDER BY id") == [
+            ("parent", "succeeded"),
+            ("child", "succeeded"),
+        ]
+    else:
         _refuses_a_worker(subject)
-        return
-    stats = await subject.app.run_worker_async(wait=False)
-    assert stats.succeeded == 2
-    assert db("SELECT task_name, status FROM pgqueue_jobs ORDER BY id") == [
-        ("parent", "succeeded"),
-        ("child", "succeeded"),
-    ]

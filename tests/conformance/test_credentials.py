@@ -51,8 +51,7 @@ async def test_wrong_password_names_host_and_port_and_never_the_password(
 ) -> None:
     """A wrong password: ConnectionFailed naming host and port, the password nowhere"""
     if not subject.connector.opens_connections:
-        subject.not_applicable("the caller connects: its driver reports a wrong password")
-        return
+        subject.skip_not_applicable("the caller connects: its driver reports a wrong password")
     params = conninfo_to_dict(dsn)
     host, port = params["host"], params["port"]
     wrong = f"postgresql://{ROLE}:{WRONG}@{host}:{port}/{params['dbname']}"

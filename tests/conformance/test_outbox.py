@@ -2,7 +2,7 @@
 
 Connectors without external connections are covered by
 test_conformance.py::test_external_connection_defers_inside_the_callers_transaction
-(they refuse clearly); here they are not applicable.
+(they refuse clearly); here they are not applicable, and skipped.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ Db = Callable[..., list[tuple[Any, ...]]]
 
 
 @pytest.fixture
-async def caller(subject: Subject, dsn: str, db: Db) -> AsyncIterator[CallerConnection | None]:
-    """The caller's connection, or None where the connector takes none (the test then
-    records "not applicable" and returns; the refusal is tested in test_conformance)."""
+async def caller(subject: Subject, dsn: str, db: Db) -> AsyncIterator[CallerConnection]:
+    """The caller's connection; where the connector takes none, the test is skipped
+    as not applicable (the refusal is tested in test_conformance)."""
     if subject.name not in EXTERNAL_CONNECTIONS:
-        subject.not_applicable("takes no external connection")
-        yield None
-        return
+        subject.skip_not_applicable("takes no external connection")
     db("CREATE TABLE orders (id integer PRIMARY KEY)")
     async with EXTERNAL_CONNECTIONS[subject.name](dsn) as conn:
         yield conn
@@ -46,13 +44,11 @@ async def _received(listener: psycopg.AsyncConnection[Any], wait: float) -> list
 
 async def test_commit_makes_the_job_and_notifies_at_commit(
     subject: Subject,
-    caller: CallerConnection | None,
+    caller: CallerConnection,
     notifications: psycopg.AsyncConnection[Any],
     db: Db,
 ) -> None:
     """Outbox: the job exists after the caller's commit, and NOTIFY arrives then, not before"""
-    if caller is None:
-        return
     await caller.execute("INSERT INTO orders (id) VALUES (%s)", 42)
     job_id = await subject.defer_job("t", {"connection": caller.connection}, order_id=42)
     assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
@@ -64,13 +60,11 @@ async def test_commit_makes_the_job_and_notifies_at_commit(
 
 async def test_rollback_leaves_no_job_and_no_notification(
     subject: Subject,
-    caller: CallerConnection | None,
+    caller: CallerConnection,
     notifications: psycopg.AsyncConnection[Any],
     db: Db,
 ) -> None:
     """Outbox: after the caller's rollback there is no job and no NOTIFY"""
-    if caller is None:
-        return
     await caller.execute("INSERT INTO orders (id) VALUES (%s)", 42)
     await subject.batch_defer("t", {"n": 1}, {"n": 2}, options={"connection": caller.connection})
     await caller.rollback()
@@ -81,11 +75,9 @@ async def test_rollback_leaves_no_job_and_no_notification(
 
 
 async def test_conflict_aborts_the_callers_transaction(
-    subject: Subject, caller: CallerConnection | None, db: Db
+    subject: Subject, caller: CallerConnection, db: Db
 ) -> None:
     """Outbox: a queueing-lock conflict raises AlreadyEnqueued and aborts the caller's transaction"""
-    if caller is None:
-        return
     options = {"connection": caller.connection, "queueing_lock": "order-42"}
     await caller.execute("INSERT INTO orders (id) VALUES (%s)", 42)
     await subject.defer_job("t", options)
@@ -100,11 +92,9 @@ async def test_conflict_aborts_the_callers_transaction(
 
 
 async def test_savepoint_keeps_the_rest_of_the_transaction(
-    subject: Subject, caller: CallerConnection | None, db: Db
+    subject: Subject, caller: CallerConnection, db: Db
 ) -> None:
     """Outbox: with a savepoint around the defer, a conflict leaves the rest of the transaction"""
-    if caller is None:
-        return
     options = {"connection": caller.connection, "queueing_lock": "order-42"}
     await caller.execute("INSERT INTO orders (id) VALUES (%s)", 42)
     await subject.defer_job("t", options)
