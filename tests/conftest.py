@@ -18,9 +18,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 import pgqueue_ref
 from pgqueue_ref.embedded import DSN_ENV, _with_dbname
+from pgqueue_ref.pooler import PgBouncer, find_pgbouncer
 from pgqueue_ref.sql import SCHEMA
 
 TEMPLATE = "pgqueue_ref_template"
+#: Set (CI sets it) to make a missing pgbouncer a failure instead of a skip.
+REQUIRE_PGBOUNCER_ENV = "PGQUEUE_REF_REQUIRE_PGBOUNCER"
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +58,24 @@ def dsn(server_dsn: str, template: str) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_dsn: str) -> Iterator[PgBouncer]:
+    """A real PgBouncer, transaction mode, in front of the test server."""
+    if find_pgbouncer() is None:
+        message = "pgbouncer is not installed (apt-get install pgbouncer)"
+        if os.environ.get(REQUIRE_PGBOUNCER_ENV):
+            pytest.fail(f"{REQUIRE_PGBOUNCER_ENV} is set, but {message}")
+        pytest.skip(message)
+    with PgBouncer(server_dsn) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def pooled_dsn(dsn: str, pgbouncer: PgBouncer) -> str:
+    """The fresh database of ``dsn``, through PgBouncer in transaction mode."""
+    return pgbouncer.dsn_for(dsn)
 
 
 @pytest.fixture
