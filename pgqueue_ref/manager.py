@@ -259,6 +259,12 @@ class JobManager:
     async def register_worker_async(self, name: str) -> int:
         return await self.run_async(Call(QUERIES["register_worker"], {"name": name}, _one_id))
 
+    async def notify_probe_async(self, channel: str, payload: str) -> None:
+        """NOTIFY ``channel`` with ``payload``: a worker checking that its LISTEN hears."""
+        await self.run_async(
+            Call(QUERIES["notify_probe"], {"channel": channel, "payload": payload}, _nothing)
+        )
+
     async def heartbeat_async(self, worker_id: int) -> bool:
         """Returns False if our worker row is gone (another worker found us dead)."""
         return await self.run_async(Call(QUERIES["heartbeat"], {"worker_id": worker_id}, bool))

@@ -96,6 +96,8 @@ class PgQueuer:
         self._stop_requested = False
 
     # -- PgQueuer's classmethods: the driver is made for you ----------------------
+    # listen_dsn= (beyond PgQueuer): a DSN for the consumer's LISTEN connection only,
+    # direct to the server when the connection or pool goes through a transaction pooler.
 
     @classmethod
     def from_asyncpg_connection(
@@ -103,9 +105,11 @@ class PgQueuer:
         connection: asyncpg.Connection,
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
+        *,
+        listen_dsn: str | None = None,
     ) -> PgQueuer:
         """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
-        return cls(connectors.load("AsyncpgDriver")(connection), channel, resources)
+        return cls(connectors.load("AsyncpgDriver")(connection, listen_dsn=listen_dsn), channel, resources)
 
     @classmethod
     def from_asyncpg_pool(
@@ -113,9 +117,11 @@ class PgQueuer:
         pool: asyncpg.Pool,
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
+        *,
+        listen_dsn: str | None = None,
     ) -> PgQueuer:
         """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
-        return cls(connectors.load("AsyncpgPoolDriver")(pool), channel, resources)
+        return cls(connectors.load("AsyncpgPoolDriver")(pool, listen_dsn=listen_dsn), channel, resources)
 
     @classmethod
     def from_psycopg_connection(
@@ -123,8 +129,10 @@ class PgQueuer:
         connection: psycopg.AsyncConnection[Any],
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
+        *,
+        listen_dsn: str | None = None,
     ) -> PgQueuer:
-        return cls(PsycopgDriver(connection), channel, resources)
+        return cls(PsycopgDriver(connection, listen_dsn=listen_dsn), channel, resources)
 
     @classmethod
     def from_psycopg_pool(
@@ -132,9 +140,11 @@ class PgQueuer:
         pool: psycopg_pool.AsyncConnectionPool[Any],
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
+        *,
+        listen_dsn: str | None = None,
     ) -> PgQueuer:
         """Beyond PgQueuer, which has no psycopg pool driver."""
-        return cls(PsycopgPoolDriver(pool), channel, resources)
+        return cls(PsycopgPoolDriver(pool, listen_dsn=listen_dsn), channel, resources)
 
     # -- entrypoints ------------------------------------------------------------
 

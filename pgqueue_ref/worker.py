@@ -41,6 +41,7 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
 import socket
 import time
 import traceback
@@ -114,7 +115,9 @@ class Worker:
     narrow what it fetches (None: all of its face); ``concurrency`` jobs run
     at once; ``prefetch`` jobs at most are claimed but not yet started;
     ``wait=False`` stops once no job is ready; ``listen=False`` relies on
-    polling alone; the intervals and timeouts are in seconds.
+    polling alone; the intervals and timeouts are in seconds
+    (``listen_check_timeout``: how long a new LISTEN has to hear the worker's
+    own test notification before the worker warns that it is deaf).
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class Worker:
         heartbeat_interval: float = 5.0,
         stalled_after: float = 30.0,
         shutdown_timeout: float = 30.0,
+        listen_check_timeout: float = 2.0,
         name: str | None = None,
         channel: str = CHANNEL,
     ) -> None:
@@ -162,14 +166,19 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.stalled_after = stalled_after
         self.shutdown_timeout = shutdown_timeout
+        self.listen_check_timeout = listen_check_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         #: The LISTEN channel: every job insert notifies CHANNEL; the Queue
         #: face may add one of its own (see pgqueue_ref.settings.Channel).
         self.channel = channel
         self.stats = WorkerStats()
         self.worker_id: int | None = None
-        #: Set once LISTEN is in place (tests wait for it before deferring).
+        #: Set while LISTEN is in place *and* heard the worker's own test notification
+        #: (tests wait for it before deferring); clear while the worker only polls.
         self.listening = asyncio.Event()
+        self._probe: tuple[str, asyncio.Event] | None = None  # (payload, heard)
+        self._listen_check: asyncio.Task[None] | None = None
+        self._warned_deaf = False
         self._buffer: deque[tuple[Job, float]] = deque()  # (job, when it was claimed)
         self._outcomes: list[Outcome] = []
         self._busy = 0
@@ -453,9 +462,49 @@ class Worker:
         face, _, queue = payload.partition(":")
         if face == self.face and (self.queues is None or queue in self.queues):
             self._in_loop(self._wake.set)
+        elif self._probe is not None and payload == self._probe[0]:
+            self._in_loop(self._probe[1].set)
 
     def _on_listening(self) -> None:
-        self._in_loop(self.listening.set)
+        self._in_loop(self._start_listen_check)
+
+    def _start_listen_check(self) -> None:
+        if self._listen_check is not None:
+            self._listen_check.cancel()
+        self._listen_check = asyncio.create_task(
+            self._check_listen(), name="pgqueue_ref-listen-check"
+        )
+
+    async def _check_listen(self) -> None:
+        """A LISTEN that is in place may still hear nothing: notify ourselves, and
+        count as listening only once that notification comes back."""
+        payload, heard = f"probe:{secrets.token_hex(8)}", asyncio.Event()
+        self._probe = (payload, heard)
+        try:
+            await self.manager.notify_probe_async(self.channel, payload)
+            async with asyncio.timeout(self.listen_check_timeout):
+                await heard.wait()
+        except TimeoutError:
+            log = logger.debug if self._warned_deaf else logger.warning
+            self._warned_deaf = True
+            log(
+                "the worker's LISTEN on channel %r hears nothing: its own test notification "
+                "did not come back within %s s. A transaction pooler (PgBouncer in transaction "
+                "mode, Supavisor, RDS Proxy) between the worker and the server does this: the "
+                "LISTEN's server connection goes back to the pool. Jobs still run, found by "
+                "polling every %s s. Fix: give the connector listen_dsn=<a DSN direct to the "
+                "server, or to a session-mode pool> for its LISTEN connection, or listen=False "
+                "to poll on purpose.",
+                self.channel,
+                self.listen_check_timeout,
+                self.polling_interval,
+            )
+        except PgQueueError as error:
+            logger.warning("could not check that LISTEN hears (%s); polling meanwhile", error)
+        else:
+            self.listening.set()
+        finally:
+            self._probe = None
 
     def _in_loop(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` in our loop: at once from its own thread (asyncpg calls back
@@ -472,6 +521,7 @@ class Worker:
 
     async def _listen_forever(self) -> None:
         delay = 0.1
+        first_try = True
         while True:
             _stop_if_cancelled()
             try:
@@ -482,9 +532,21 @@ class Worker:
                 self._fatal = error
                 self._request_stop()
                 return
+            except ConnectionFailed as error:
+                if first_try and self.connector.listen_dsn is not None:
+                    # A listen_dsn that never connected is a setting to fix, not an outage
+                    # to wait out: say so now rather than poll in silence.
+                    self._fatal = ConnectionFailed(f"listen_dsn cannot connect: {error}")
+                    logger.error("the worker cannot LISTEN: %s", self._fatal)
+                    self._request_stop()
+                    return
+                logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             except PgQueueError as error:
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
+            first_try = False
             self.listening.clear()
+            if self._listen_check is not None:
+                self._listen_check.cancel()
             self._wake.set()  # notifications may have been missed: look now
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -529,6 +591,8 @@ class Worker:
             task.cancel()
         if late:
             await asyncio.wait(late)
+        if self._listen_check is not None:
+            background.append(self._listen_check)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

@@ -50,8 +50,10 @@ _POOL_ONLY = {
 
 
 class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
-    def __init__(self, *, dsn: str | None = None, **pool_args: Any) -> None:
-        super().__init__()
+    def __init__(
+        self, *, dsn: str | None = None, listen_dsn: str | None = None, **pool_args: Any
+    ) -> None:
+        super().__init__(listen_dsn=listen_dsn)
         self._dsn = dsn
         self._pool_args = pool_args
 
@@ -81,14 +83,37 @@ class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
             )
         async with self.pool.acquire() as conn:
             try:
-                quoted = psycopg2.extensions.quote_ident(channel, conn.raw)  # no I/O
-                await _run(conn, f"LISTEN {quoted}", {})
-                on_ready()
-                while True:  # until cancelled, or the connection dies (get() raises)
-                    notification = await conn.notifies.get()
-                    on_notify(notification.payload)
+                await _listen(conn, channel, on_notify, on_ready)
             finally:
                 conn.close()  # the pool drops closed connections instead of reusing them
+
+    async def _listen_at(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        try:
+            conn = await aiopg.connect(dsn)
+        except psycopg2.OperationalError:
+            await asyncio.to_thread(_connect_blocking, dsn, {})  # whose error names the address
+            raise
+        try:
+            await _listen(conn, channel, on_notify, on_ready)
+        finally:
+            await conn.close()
+
+
+async def _listen(
+    conn: aiopg.Connection,
+    channel: str,
+    on_notify: Callable[[str], None],
+    on_ready: Callable[[], None],
+) -> None:
+    """LISTEN on ``conn`` until cancelled, or until the connection dies (get() raises)."""
+    quoted = psycopg2.extensions.quote_ident(channel, conn.raw)  # no I/O
+    await _run(conn, f"LISTEN {quoted}", {})
+    on_ready()
+    while True:
+        notification = await conn.notifies.get()
+        on_notify(notification.payload)
 
 
 def _connect_blocking(dsn: str | None, pool_args: Mapping[str, Any]) -> None:

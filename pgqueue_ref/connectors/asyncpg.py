@@ -60,9 +60,11 @@ __all__ = [
     "AsyncpgDriver",
     "AsyncpgPoolDriver",
     "check_pool_leaves_room_for_listen",
+    "connection_failed",
     "execute",
     "fetch_all",
     "listen",
+    "listen_at",
 ]
 
 T = TypeVar("T")
@@ -123,9 +125,37 @@ async def listen(
             await conn.remove_listener(channel, callback)
 
 
+def connection_failed(error: Exception, dsn: str | None, args: dict[str, Any]) -> ConnectionFailed:
+    """asyncpg's own message omits the address (e.g. a wrong password): say where
+    we tried, from the same sources asyncpg reads, never with what password."""
+    given = conninfo_to_dict(dsn) if dsn else {}
+    host = args.get("host") or given.get("host") or os.environ.get("PGHOST", "localhost")
+    port = args.get("port") or given.get("port") or os.environ.get("PGPORT", "5432")
+    return ConnectionFailed(
+        f"{type(error).__name__}: {error} (connecting to {host}:{port})",
+        sqlstate=getattr(error, "sqlstate", None),
+    )
+
+
+async def listen_at(
+    dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+) -> None:
+    """LISTEN on a connection of its own to ``dsn`` (``listen_dsn=``) until cancelled."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (asyncpg.PostgresError, OSError) as error:
+        raise connection_failed(error, dsn, {}) from error
+    try:
+        await listen(conn, channel, on_notify, on_ready)
+    finally:
+        await conn.close()
+
+
 class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
-    def __init__(self, *, dsn: str | None = None, **pool_args: Any) -> None:
-        super().__init__()
+    def __init__(
+        self, *, dsn: str | None = None, listen_dsn: str | None = None, **pool_args: Any
+    ) -> None:
+        super().__init__(listen_dsn=listen_dsn)
         self._dsn = dsn
         self._pool_args = pool_args
 
@@ -140,23 +170,7 @@ class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
                 self._dsn, **{"reset": _keep_session, **self._pool_args}
             )
         except (asyncpg.PostgresError, OSError) as error:
-            # asyncpg's own message omits the address (e.g. a wrong password):
-            # say where we tried, never with what password.
-            raise ConnectionFailed(
-                f"{type(error).__name__}: {error} (connecting to {self._address()})",
-                sqlstate=getattr(error, "sqlstate", None),
-            ) from error
-
-    def _address(self) -> str:
-        """host:port that asyncpg connects to, from the same sources it reads."""
-        given = conninfo_to_dict(self._dsn) if self._dsn else {}
-        host = (
-            self._pool_args.get("host")
-            or given.get("host")
-            or os.environ.get("PGHOST", "localhost")
-        )
-        port = self._pool_args.get("port") or given.get("port") or os.environ.get("PGPORT", "5432")
-        return f"{host}:{port}"
+            raise connection_failed(error, self._dsn, self._pool_args) from error
 
     async def _close_pool(self, pool: asyncpg.Pool) -> None:
         await pool.close()
@@ -180,6 +194,11 @@ class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
         check_pool_leaves_room_for_listen(self.pool, type(self).__name__)
         async with self.pool.acquire() as conn:
             await listen(conn, channel, on_notify, on_ready)
+
+    async def _listen_at(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        await listen_at(dsn, channel, on_notify, on_ready)
 
 
 class _OneAtATime:
@@ -217,13 +236,13 @@ class _OneAtATime:
 class AsyncpgDriver(Driver):
     """Thin wrapper around one ``asyncpg.Connection``, which you open and close."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, *, listen_dsn: str | None = None) -> None:
         if not isinstance(connection, asyncpg.Connection):
             raise TypeError(
                 f"AsyncpgDriver wraps an asyncpg.Connection (from 'await asyncpg.connect(dsn)'); "
                 f"got {type(connection).__name__}. For a pool, use AsyncpgPoolDriver."
             )
-        super().__init__()
+        super().__init__(listen_dsn=listen_dsn)
         self.connection = connection
         self._conn = _OneAtATime(connection)
 
@@ -241,18 +260,23 @@ class AsyncpgDriver(Driver):
     ) -> None:
         await listen(self._conn, channel, on_notify, on_ready)
 
+    async def _listen_at(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        await listen_at(dsn, channel, on_notify, on_ready)
+
 
 class AsyncpgPoolDriver(Driver, AsyncpgConnector):
     """An ``asyncpg.Pool`` you created and will close: :class:`AsyncpgConnector`'s
     I/O on your pool (one pooled connection per query; LISTEN holds one)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, listen_dsn: str | None = None) -> None:
         if not isinstance(pool, asyncpg.Pool):
             raise TypeError(
                 "AsyncpgPoolDriver wraps an asyncpg.Pool (from 'await asyncpg.create_pool(dsn)'); "
                 f"got {type(pool).__name__}. For one connection, use AsyncpgDriver."
             )
-        super().__init__()
+        super().__init__(listen_dsn=listen_dsn)
         self._use_pool(pool, owned=False)
 
     def check_room_for_listen(self) -> None:

@@ -209,9 +209,14 @@ class AsyncConnector(BaseConnector):
 
     _how_to_open = "'await app.open_async()' (or 'app.open()' in sync code)"
 
-    def __init__(self) -> None:
+    def __init__(self, *, listen_dsn: str | None = None) -> None:
         self._bridge = LoopBridge()
         self._is_open = False
+        #: A DSN for the LISTEN connection only, when it must not go where the
+        #: statements go: behind a transaction pooler (PgBouncer in transaction mode),
+        #: whose server connections forget a LISTEN as soon as its statement ends.
+        #: Point it at the server itself, or at a session-mode pool.
+        self.listen_dsn = listen_dsn
 
     # -- opening and closing ------------------------------------------------
 
@@ -343,7 +348,7 @@ class AsyncConnector(BaseConnector):
         """LISTEN on ``channel`` on a connection of its own, calling ``on_notify(payload)``
         for each notification, until cancelled. ``on_ready`` is called once LISTEN is in place.
         Both callbacks may run in the connector's own loop thread (see the bridge): they
-        must be thread-safe.
+        must be thread-safe. With :attr:`listen_dsn`, the connection is opened there.
         """
         await self._bridge.run_async(
             self._listen_translated(channel, on_notify, on_ready or (lambda: None))
@@ -353,7 +358,10 @@ class AsyncConnector(BaseConnector):
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
         with translated_errors():
-            await self._listen(channel, on_notify, on_ready)
+            if self.listen_dsn is None:
+                await self._listen(channel, on_notify, on_ready)
+            else:
+                await self._listen_at(self.listen_dsn, channel, on_notify, on_ready)
 
     # To implement:
     async def _open(self, pool: Any) -> None:
@@ -371,6 +379,17 @@ class AsyncConnector(BaseConnector):
     async def _listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
+        raise NotImplementedError
+
+    async def _listen_at(
+        self,
+        dsn: str,
+        channel: str,
+        on_notify: Callable[[str], None],
+        on_ready: Callable[[], None],
+    ) -> None:
+        """LISTEN on a connection of its own to ``dsn`` (``listen_dsn=``), opened
+        with this connector's driver, and closed when cancelled."""
         raise NotImplementedError
 
 
@@ -473,8 +492,8 @@ class Driver(AsyncConnector):
 
     opens_connections = False
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, listen_dsn: str | None = None) -> None:
+        super().__init__(listen_dsn=listen_dsn)
         self._is_open = True  # the caller opened the connection
         # Remember the loop the connection lives in, so that blocking code in
         # other threads (a sync entrypoint, say) can still use the driver.

@@ -64,6 +64,7 @@ __all__ = [
     "PsycopgPoolDriver",
     "check_type",
     "listen",
+    "listen_at",
     "require_autocommit",
     "run",
 ]
@@ -76,6 +77,14 @@ async def run(conn: psycopg.AsyncConnection[Any], query: str, params: Params) ->
     async with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
         await cursor.execute(query, params or None)
         return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def listen_at(
+    dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+) -> None:
+    """LISTEN on a connection of its own to ``dsn`` (``listen_dsn=``) until cancelled."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await listen(conn, channel, on_notify, on_ready)
 
 
 async def listen(
@@ -125,9 +134,14 @@ class PsycopgConnector(AsyncPoolConnector[Pool]):
     external_connection_type = "psycopg.AsyncConnection"
 
     def __init__(
-        self, *, conninfo: str = "", kwargs: dict[str, Any] | None = None, **pool_args: Any
+        self,
+        *,
+        conninfo: str = "",
+        kwargs: dict[str, Any] | None = None,
+        listen_dsn: str | None = None,
+        **pool_args: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(listen_dsn=listen_dsn)
         self._conninfo = conninfo
         self._kwargs = {"autocommit": True, **(kwargs or {})}
         self._pool_args = pool_args
@@ -167,6 +181,11 @@ class PsycopgConnector(AsyncPoolConnector[Pool]):
         async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
             await listen(conn, channel, on_notify, on_ready)
 
+    async def _listen_at(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        await listen_at(dsn, channel, on_notify, on_ready)
+
     def _listen_params(self) -> tuple[str, dict[str, Any]]:
         pool = self._pool
         if self._owns_pool or pool is None:
@@ -185,7 +204,9 @@ class PsycopgConnector(AsyncPoolConnector[Pool]):
 class PsycopgDriver(Driver):
     """One ``psycopg.AsyncConnection`` in autocommit mode, which you open and close."""
 
-    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self, connection: psycopg.AsyncConnection[Any], *, listen_dsn: str | None = None
+    ) -> None:
         check_type(
             connection,
             psycopg.AsyncConnection,
@@ -193,8 +214,13 @@ class PsycopgDriver(Driver):
             "For a blocking psycopg.Connection, use SyncPsycopgDriver.",
         )
         require_autocommit(connection)
-        super().__init__()
+        super().__init__(listen_dsn=listen_dsn)
         self.connection = connection
+
+    async def _listen_at(
+        self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        await listen_at(dsn, channel, on_notify, on_ready)
 
     def connection_lost(self) -> bool:
         return bool(self.connection.closed or self.connection.broken)
@@ -266,14 +292,14 @@ class PsycopgPoolDriver(Driver, PsycopgConnector):
     which has no psycopg pool driver): :class:`PsycopgConnector`'s queries on your pool;
     LISTEN on a pooled connection."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, listen_dsn: str | None = None) -> None:
         check_type(
             pool,
             psycopg_pool.AsyncConnectionPool,
             "PsycopgPoolDriver",
             "For one connection, use PsycopgDriver.",
         )
-        super().__init__()
+        super().__init__(listen_dsn=listen_dsn)
         self._use_pool(pool, owned=False)
 
     def check_room_for_listen(self) -> None:

@@ -321,3 +321,10 @@ FROM pgqueue_jobs
 WHERE face = 'queue' AND status IN ('todo', 'doing')
 GROUP BY task_name, priority, status
 ORDER BY task_name, priority DESC, status;
+
+-- name: notify_probe
+-- A worker whose LISTEN is in place notifies itself on its channel, and counts
+-- on hearing it within a second or two. Behind a transaction pooler (PgBouncer
+-- in transaction mode) it never does: the LISTEN's server connection went back
+-- to the pool when its statement ended, and NOTIFYs go to whoever holds it now.
+SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
