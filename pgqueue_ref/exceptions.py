@@ -8,6 +8,7 @@ The tree::
     │   ├── AlreadyEnqueued           a waiting job already holds this queueing lock
     │   │   └── DuplicateJobError     PgQueuer's name for it: this dedupe key is taken
     │   ├── ExternalConnectionError   configure(connection=...) cannot be used here
+    │   ├── PreparedStatementError    a driver's prepared statement lost behind a transaction pooler
     │   └── ConnectorNotOpen          a query before app.open() / open_async()
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidQueueName",
     "JobAborted",
     "PgQueueError",
+    "PreparedStatementError",
     "SyncCallInAsyncContext",
     "SyncConnectorConfigurationError",
     "TaskNotFound",
@@ -96,6 +98,19 @@ class DuplicateJobError(AlreadyEnqueued):
 
 class ExternalConnectionError(ConnectorException):
     """``configure(connection=...)`` with a connector or a connection that cannot do it."""
+
+
+class PreparedStatementError(ConnectorException):
+    """A driver's prepared statement was missing, or already there, on the server
+    connection: SQLSTATE 26000 or 42P05.
+
+    psycopg 3 prepares a statement it has run five times, asyncpg every statement,
+    on the server connection they hold. Behind a transaction pooler (PgBouncer in
+    transaction mode before 1.21's ``max_prepared_statements``, Supavisor, RDS Proxy)
+    the next transaction may run on another server connection, where it does not
+    exist (or where another client's of the same name does). The message names the
+    driver's setting that turns preparing off.
+    """
 
 
 class ConnectorNotOpen(ConnectorException):
@@ -163,6 +178,21 @@ SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
     "57P03": ConnectionFailed,  # cannot connect now (starting up)
 }
 
+#: The setting that stops each driver preparing statements, by the driver's package.
+PREPARE_SETTINGS: dict[str, str] = {
+    "psycopg": (
+        "psycopg prepares a statement it has run 5 times: turn it off with prepare_threshold=None, "
+        'e.g. PsycopgConnector(conninfo=..., kwargs={"prepare_threshold": None}), or '
+        "psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=None) for a driver"
+    ),
+    "asyncpg": (
+        "asyncpg prepares and caches every statement: turn the cache off with "
+        "statement_cache_size=0, e.g. AsyncpgConnector(dsn=..., statement_cache_size=0), or "
+        "asyncpg.connect(dsn, statement_cache_size=0) / create_pool(..., statement_cache_size=0) "
+        "for a driver"
+    ),
+}
+
 #: The unique index that enforces queueing locks (see sql/schema.sql).
 QUEUEING_LOCK_INDEX = "pgqueue_jobs_queueing_lock_idx"
 
@@ -219,6 +249,15 @@ def translate(error: BaseException) -> PgQueueError:
         return AlreadyEnqueued(
             "a job with this queueing lock is already waiting; the new one was not deferred "
             f"({message.splitlines()[0]})",
+            sqlstate=sqlstate,
+        )
+    if sqlstate in ("26000", "42P05"):
+        setting = PREPARE_SETTINGS.get(type(inner).__module__.split(".")[0], "")
+        return PreparedStatementError(
+            f"{type(inner).__name__}: {message.splitlines()[0]}. A transaction pooler (PgBouncer "
+            "in transaction mode, Supavisor, RDS Proxy) between us and the server sends each "
+            "transaction to any of its server connections, and a prepared statement lives on "
+            f"one of them. {setting}{'.' if setting else ''}".rstrip(),
             sqlstate=sqlstate,
         )
     cls: type[ConnectorException] = ConnectorException
