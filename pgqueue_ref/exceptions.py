@@ -153,7 +153,11 @@ class TaskNotFound(PgQueueError):
 
 
 #: SQLSTATE (or its two-character class) -> our exception. Looked up by the
-#: full code first, then by the class: "23505" before "23", "28P01" before "28".
+#: full code first ("3D000", "57P01"...), then by its class: "28P01" (a wrong
+#: password) has no key of its own and is found under "28". A code found under
+#: neither becomes a plain ConnectorException. A unique violation ("23505") is
+#: not in the table: :func:`translate` makes it AlreadyEnqueued only when the
+#: queueing-lock index refused the row.
 SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
     "08": ConnectionFailed,  # connection exception
     "28": ConnectionFailed,  # invalid authorization (wrong password, no such user)
