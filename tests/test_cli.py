@@ -17,10 +17,19 @@ import pytest
 Db = Callable[..., list[tuple[Any, ...]]]
 
 
+def _without_a_database(key: str) -> bool:
+    """Keep the variable *key* in a command's environment? Not if it names a database:
+    PGQUEUE_REF_DSN and libpq's PG* variables. PGQUEUE_REF_PG_BINDIR stays, so that the
+    embedded server is the one the test run uses (PostgreSQL 18 in CI's second leg)."""
+    if key == "PGQUEUE_REF_DSN":
+        return False
+    return key.startswith("PGQUEUE_REF_") or not key.startswith("PG")
+
+
 def run(
     *args: str, dsn: str | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_REF_DSN" and not k.startswith("PG")}
+    env = {k: v for k, v in os.environ.items() if _without_a_database(k)}
     if dsn is not None:
         env["PGQUEUE_REF_DSN"] = dsn
     return subprocess.run([sys.executable, "-m", "pgqueue_ref", *args], capture_output=True, text=True,
