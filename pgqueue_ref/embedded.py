@@ -95,6 +95,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from testing.postgresql import Postgresql  # type: ignore[import-untyped,unused-ignore]
 
+from .exceptions import PgQueueError
 from .names import MAX_IDENTIFIER_BYTES
 
 __all__ = [
@@ -146,10 +147,11 @@ _INSTALL_HINT = (
 )
 
 
-class EmbeddedPostgresError(RuntimeError):
+class EmbeddedPostgresError(PgQueueError, RuntimeError):
     """The embedded PostgreSQL server could not be found, set up or started.
 
-    A ``RuntimeError``, like the errors testing.postgresql raises itself.
+    A :class:`~pgqueue_ref.exceptions.PgQueueError`, and a ``RuntimeError``
+    like the errors testing.postgresql raises itself.
     """
 
 

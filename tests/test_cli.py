@@ -27,9 +27,13 @@ def _without_a_database(key: str) -> bool:
 
 
 def run(
-    *args: str, dsn: str | None = None, cwd: Path | None = None, timeout: float = 60
+    *args: str,
+    dsn: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if _without_a_database(k)}
+    env = {k: v for k, v in os.environ.items() if _without_a_database(k)} | (env or {})
     if dsn is not None:
         env["PGQUEUE_REF_DSN"] = dsn
     return subprocess.run([sys.executable, "-m", "pgqueue_ref", *args], capture_output=True, text=True,
@@ -165,6 +169,14 @@ def test_demo_runs_on_its_own_server() -> None:
     result = run("demo", "--jobs", "60", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "worker: " in result.stdout and "succeeded" in result.stdout
+
+
+def test_a_server_that_cannot_start_is_an_error_message_not_a_traceback() -> None:
+    # EmbeddedPostgresError is a PgQueueError: main() prints it and exits with 1.
+    result = run("demo", env={"PGQUEUE_REF_PG_BINDIR": "/nonexistent"})
+    assert result.returncode == 1
+    assert "error: PGQUEUE_REF_PG_BINDIR='/nonexistent' does not contain" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_measures_and_writes_its_results(dsn: str, tmp_path: Path) -> None:
