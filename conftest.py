@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import psycopg
 import pytest
 
 from pgqueue_ref.embedded import DSN_ENV, EmbeddedPostgres
@@ -24,6 +25,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     _server = EmbeddedPostgres(fast=True)  # starts it; fsync off: a throwaway server
     os.environ[DSN_ENV] = _server.dsn_url
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which PostgreSQL the run tests, at the top of its output (and so of CI's log)."""
+    with psycopg.connect(os.environ[DSN_ENV]) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    where = f"embedded, from {_server.bindir}" if _server else f"{DSN_ENV} from the environment"
+    return f"PostgreSQL {row[0] if row else '?'} ({where})"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

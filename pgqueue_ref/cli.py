@@ -39,8 +39,12 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger("pgqueue_ref.cli")
 
 
-class UsageError(Exception):
-    """A mistake on the command line: printed without a traceback, exit code 2."""
+class UsageError(PgQueueError):
+    """A mistake on the command line: printed without a traceback, exit code 2.
+
+    A :class:`~pgqueue_ref.exceptions.PgQueueError`; :func:`main` catches it
+    before the other ones, which exit with code 1.
+    """
 
 
 # -- finding the app and the database ------------------------------------------

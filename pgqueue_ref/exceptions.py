@@ -1,4 +1,4 @@
-"""Every error pgqueue_ref raises, and the one place driver errors become ours.
+"""Every exception class pgqueue_ref defines, and the one place driver errors become ours.
 
 The tree::
 
@@ -13,14 +13,26 @@ The tree::
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
     │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
-    │   ├── InvalidIdentifier         a name that must be an identifier is not one
+    │   ├── InvalidIdentifier         a name that is not a plain identifier (also a ValueError)
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
     │   ├── SyncCallInAsyncContext    a blocking call from inside a running event loop
     │   └── DriverNotInstalled        an optional driver's package is missing (also an ImportError)
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
-    └── TaskNotFound                  a job names a task its worker does not know
+    ├── TaskNotFound                  a job names a task its worker does not know
+    ├── EmbeddedPostgresError         the throwaway server could not start (also a RuntimeError)
+    ├── UsageError                    a mistake on the command line (exit code 2)
+    └── BenchError                    a benchmark subject failed a measurement or a check
+
+Each class is defined in this module but three, which live beside the code
+that raises them: ``EmbeddedPostgresError`` in ``pgqueue_ref.embedded``,
+``UsageError`` in ``pgqueue_ref.cli`` and ``BenchError`` in
+``pgqueue_ref.bench.runner``. A class that is also a built-in exception says
+so: ``except ValueError`` (``ImportError``, ``TypeError``, ``RuntimeError``)
+code catches it too. Wrong arguments to a function raise Python's own
+``ValueError`` or ``TypeError``. ``tests/test_exceptions.py`` checks this tree,
+and where each class is defined, against the classes themselves.
 
 Drivers raise their own classes (``psycopg.Error``, ``psycopg2.Error``,
 ``asyncpg.PostgresError``, ``sqlalchemy.exc.DBAPIError``, ``OSError``...).
@@ -60,7 +72,7 @@ __all__ = [
 
 
 class PgQueueError(Exception):
-    """Base class of every error raised by pgqueue_ref."""
+    """Base class of every exception class pgqueue_ref defines."""
 
 
 class ConnectorException(PgQueueError):
@@ -168,7 +180,11 @@ class TaskNotFound(PgQueueError):
 
 
 #: SQLSTATE (or its two-character class) -> our exception. Looked up by the
-#: full code first, then by the class: "23505" before "23", "28P01" before "28".
+#: full code first ("3D000", "57P01"...), then by its class: "28P01" (a wrong
+#: password) has no key of its own and is found under "28". A code found under
+#: neither becomes a plain ConnectorException. A unique violation ("23505") is
+#: not in the table: :func:`translate` makes it AlreadyEnqueued only when the
+#: queueing-lock index refused the row.
 SQLSTATE_CLASSES: dict[str, type[ConnectorException]] = {
     "08": ConnectionFailed,  # connection exception
     "28": ConnectionFailed,  # invalid authorization (wrong password, no such user)

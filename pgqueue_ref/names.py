@@ -16,7 +16,9 @@ from .exceptions import InvalidIdentifier
 __all__ = ["MAX_IDENTIFIER_BYTES", "identifier"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1
+#: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); it silently
+#: truncates longer ones.
+MAX_IDENTIFIER_BYTES = 63
 
 
 def identifier(kind: str, name: object, error: type[InvalidIdentifier], example: str) -> str:

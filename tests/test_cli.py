@@ -17,10 +17,23 @@ import pytest
 Db = Callable[..., list[tuple[Any, ...]]]
 
 
+def _without_a_database(key: str) -> bool:
+    """Keep the variable *key* in a command's environment? Not if it names a database:
+    PGQUEUE_REF_DSN and libpq's PG* variables. PGQUEUE_REF_PG_BINDIR stays, so that the
+    embedded server is the one the test run uses (PostgreSQL 18 in CI's second leg)."""
+    if key == "PGQUEUE_REF_DSN":
+        return False
+    return key.startswith("PGQUEUE_REF_") or not key.startswith("PG")
+
+
 def run(
-    *args: str, dsn: str | None = None, cwd: Path | None = None, timeout: float = 60
+    *args: str,
+    dsn: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_REF_DSN" and not k.startswith("PG")}
+    env = {k: v for k, v in os.environ.items() if _without_a_database(k)} | (env or {})
     if dsn is not None:
         env["PGQUEUE_REF_DSN"] = dsn
     return subprocess.run([sys.executable, "-m", "pgqueue_ref", *args], capture_output=True, text=True,
@@ -156,6 +169,14 @@ def test_demo_runs_on_its_own_server() -> None:
     result = run("demo", "--jobs", "60", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "worker: " in result.stdout and "succeeded" in result.stdout
+
+
+def test_a_server_that_cannot_start_is_an_error_message_not_a_traceback() -> None:
+    # EmbeddedPostgresError is a PgQueueError: main() prints it and exits with 1.
+    result = run("demo", env={"PGQUEUE_REF_PG_BINDIR": "/nonexistent"})
+    assert result.returncode == 1
+    assert "error: PGQUEUE_REF_PG_BINDIR='/nonexistent' does not contain" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_measures_and_writes_its_results(dsn: str, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from .. import embedded
+from ..exceptions import PgQueueError
 from .subject import Subject
 
 __all__ = [
@@ -56,7 +57,7 @@ WARM_UP = 10
 LOAD_CHUNK = 10_000
 
 
-class BenchError(Exception):
+class BenchError(PgQueueError):
     """A subject failed a measurement or one of its checks."""
 
 

@@ -2,7 +2,7 @@
 --
 -- Each query starts with a "-- name: <name>" line; pgqueue_ref.sql loads them
 -- into a dict. Parameters are written %(name)s, the style psycopg, psycopg2
--- and aiopg take as is; for asyncpg, pgqueue_ref.sql.paramstyle rewrites them
+-- and aiopg take as is; for asyncpg, pgqueue_ref.sql.to_numbered rewrites them
 -- to $1, $2, ... Every parameter carries an explicit cast (::text[], ...) so
 -- that every driver sends the same types, whatever it would have guessed.
 
