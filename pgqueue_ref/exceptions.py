@@ -22,13 +22,14 @@ The tree::
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     ├── TaskNotFound                  a job names a task its worker does not know
     ├── EmbeddedPostgresError         the throwaway server could not start (also a RuntimeError)
+    │   └── PgBouncerError            the throwaway PgBouncer could not start
     ├── UsageError                    a mistake on the command line (exit code 2)
     └── BenchError                    a benchmark subject failed a measurement or a check
 
-Each class is defined in this module but three, which live beside the code
+Each class is defined in this module but four, which live beside the code
 that raises them: ``EmbeddedPostgresError`` in ``pgqueue_ref.embedded``,
-``UsageError`` in ``pgqueue_ref.cli`` and ``BenchError`` in
-``pgqueue_ref.bench.runner``. A class that is also a built-in exception says
+``PgBouncerError`` in ``pgqueue_ref.pooler``, ``UsageError`` in
+``pgqueue_ref.cli`` and ``BenchError`` in ``pgqueue_ref.bench.runner``. A class that is also a built-in exception says
 so: ``except ValueError`` (``ImportError``, ``TypeError``, ``RuntimeError``)
 code catches it too. Wrong arguments to a function raise Python's own
 ``ValueError`` or ``TypeError``. ``tests/test_exceptions.py`` checks this tree,
