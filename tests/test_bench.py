@@ -159,12 +159,16 @@ def test_pooled_selection_puts_each_twin_beside_its_subject() -> None:
 def test_the_pooled_table_divides_each_twin_by_its_direct_run() -> None:
     results = Results(select_subjects(["pgqueue_ref PsycopgConnector"], pooled=True), repeat=1)
     direct, twin = "pgqueue_ref PsycopgConnector", "pgqueue_ref PsycopgConnector via PgBouncer"
-    for name, rate, p50 in ((direct, 1000.0, 2.0), (twin, 500.0, 3.0)):
-        results.add(name, "enqueue_one", 10, rate)
+    # Round by round (each twin right after its subject): the machine slowed down in
+    # round 2, for both alike. The paired ratios are 0.5, 0.5, 0.9: median 0.5.
+    for name, rates in ((direct, (1000.0, 200.0, 1000.0)), (twin, (500.0, 100.0, 900.0))):
+        for rate in rates:
+            results.add(name, "enqueue_one", 10, rate)
+    for name, p50 in ((direct, 2.0), (twin, 3.0)):
         results.add(name, "latency_p50", 10, p50)
     _, rows = results.pooled_rows()
     assert rows == [[direct, "0.50×", "—", "—", "1.50×", "—", "+1.00"]]
-    assert "through PgBouncer (transaction mode) / direct, same run" in results.text()
+    assert "through PgBouncer (transaction mode) / direct: medians of" in results.text()
 
 
 def test_a_missing_pgbouncer_is_said_before_anything_starts(
@@ -207,9 +211,10 @@ def test_a_small_pooled_run_measures_every_twin_through_pgbouncer(
             assert (twin, operation) in results.measurements, (twin, operation)
     # drain and latency of five subjects (the minimal loop has no twin): every job once
     assert len(results.checks) == 10 and all(check.ok for check in results.checks)
-    # A deaf LISTEN would fall back to polling (1 s): a real wake-up is far below it.
+    # A deaf LISTEN would fall back to polling (every 1 s, so some 500 ms at the median):
+    # a real wake-up through listen_dsn is far below it.
     for twin in twins:
-        assert results.median(find(twin), "latency_p95") < 500, out.getvalue()
+        assert results.median(find(twin), "latency_p50") < 250, out.getvalue()
     _, rows = results.pooled_rows()
     assert [row[0] for row in rows] == [
         "pgqueue_ref PsycopgConnector",

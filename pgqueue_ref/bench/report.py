@@ -131,7 +131,11 @@ class Results:
     def pooled_rows(self) -> tuple[list[str], list[list[str]]]:
         """Each pooled twin against its direct subject, measured in the same run: rates
         as pooled / direct (below 1: the pooler costs), latency as pooled / direct
-        (above 1: the pooler costs) and as the milliseconds it adds."""
+        (above 1: the pooler costs) and as the milliseconds it adds.
+
+        Each ratio is the median of the ratios of the repetitions, pair by pair: the
+        twin runs right after its subject in every round, so a pair shares the
+        machine's load of the moment, which a ratio of medians would mix up."""
         headers = [
             "subject (pooled / direct)",
             "1 by 1",
@@ -150,7 +154,7 @@ class Results:
             rows.append(
                 [direct.name]
                 + [
-                    self._ratio(twin, direct, operation)
+                    self._paired_ratio(twin, direct, operation)
                     for operation in (
                         "enqueue_one",
                         "enqueue_batch",
@@ -162,6 +166,14 @@ class Results:
                 + [self._difference(twin, direct, "latency_p50")]
             )
         return headers, rows
+
+    def _paired_ratio(self, subject: Subject, other: Subject, operation: str) -> str:
+        mine = self.measurements.get((subject.name, operation))
+        theirs = self.measurements.get((other.name, operation))
+        if mine is None or theirs is None:
+            return "—"
+        pairs = [a / b for a, b in zip(mine.values, theirs.values) if b]
+        return f"{statistics.median(pairs):.2f}×" if pairs else "—"
 
     def _ratio(self, subject: Subject, other: Subject | None, operation: str) -> str:
         mine, theirs = self.median(subject, operation), self.median(other, operation)
@@ -196,11 +208,8 @@ class Results:
         ]
         pooled = self.pooled_rows()
         if pooled[1]:
-            parts += [
-                "",
-                "through PgBouncer (transaction mode) / direct, same run",
-                format_table(*pooled),
-            ]
+            title = "through PgBouncer (transaction mode) / direct: medians of the paired ratios"
+            parts += ["", title, format_table(*pooled)]
         if self.memory:
             parts += ["", "worker memory during a long drain", format_table(*self.memory_rows())]
         parts += ["", self.checks_summary()]
