@@ -213,7 +213,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sizes = Sizes(one_by_one=args.one_by_one_jobs, batch=args.jobs, drain=args.jobs,
                   latency_samples=args.latency_samples, memory=args.memory_jobs)  # fmt: skip
     results = run_bench(sizes=sizes, repeat=args.repeat, subjects=args.subjects, operations=args.operations,
-                        output=args.output, plot=args.plot,
+                        output=args.output, plot=args.plot, pgbouncer=args.pgbouncer,
                         command=" ".join(["python -m pgqueue_ref", *sys.argv[1:]]))  # fmt: skip
     return 1 if results.failures else 0
 
@@ -331,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--operations", nargs="+", choices=operations, default=operations, help="what to measure"
     )
+    bench.add_argument("--pgbouncer", action="store_true",
+                       help="also run pgqueue_ref's subjects through a PgBouncer (transaction mode) "
+                       "in front of the same server, each beside its direct run; LISTEN stays "
+                       "direct (needs the pgbouncer program)")  # fmt: skip
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"),
                        help="JSON results; a Markdown table is written beside it")  # fmt: skip
     bench.add_argument(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from pgqueue_ref.bench import SUBJECTS, Sizes, run_bench, select_subjects
+from pgqueue_ref.bench import POOLED, SUBJECTS, Sizes, run_bench, select_subjects
 from pgqueue_ref.bench import _plan as plan
+from pgqueue_ref.bench import pooled as pooled_module
 from pgqueue_ref.bench.child import RunCounter
+from pgqueue_ref.bench.registry import find
 from pgqueue_ref.bench.report import Results
 from pgqueue_ref.bench.runner import Check, MemoryCurve
+from pgqueue_ref.pooler import PgBouncer, PgBouncerError
 
 TINY = Sizes(one_by_one=20, batch=200, drain=300, latency_samples=5, latency_gap=0.0, memory=400)
 
@@ -127,3 +131,96 @@ def test_the_anchors_run_through_the_same_code(tmp_path: Path) -> None:
     )
     assert results.failures == {}, out.getvalue()
     assert len(results.checks) == 3 and all(check.ok for check in results.checks)
+
+
+# -- through PgBouncer (--pgbouncer) ------------------------------------------------------
+
+
+def test_each_subject_of_pgqueue_ref_and_only_those_has_a_pooled_twin() -> None:
+    assert set(POOLED) == {name for name, s in SUBJECTS.items() if s.family == "pgqueue_ref"}
+    for name, twin in POOLED.items():
+        assert twin.name == name + " via PgBouncer" and twin.direct == name
+        assert twin.can_run_worker == SUBJECTS[name].can_run_worker
+    twin = POOLED["pgqueue_ref AsyncpgConnector"]
+    assert twin.settings == "concurrency 16; statement_cache_size=0; listen_dsn direct"
+
+
+def test_pooled_selection_puts_each_twin_beside_its_subject() -> None:
+    chosen = select_subjects(["pgqueue_ref PsycopgConnector", "minimal"], pooled=True)
+    assert [s.name for s in chosen] == [
+        "pgqueue_ref PsycopgConnector",
+        "pgqueue_ref PsycopgConnector via PgBouncer",
+        "minimal SQL loop (asyncpg)",
+    ]
+    with pytest.raises(ValueError, match="--pgbouncer: none of .* runs through a pooler"):
+        select_subjects(["minimal"], pooled=True)
+
+
+def test_the_pooled_table_divides_each_twin_by_its_direct_run() -> None:
+    results = Results(select_subjects(["pgqueue_ref PsycopgConnector"], pooled=True), repeat=1)
+    direct, twin = "pgqueue_ref PsycopgConnector", "pgqueue_ref PsycopgConnector via PgBouncer"
+    # Round by round (each twin right after its subject): the machine slowed down in
+    # round 2, for both alike. The paired ratios are 0.5, 0.5, 0.9: median 0.5.
+    for name, rates in ((direct, (1000.0, 200.0, 1000.0)), (twin, (500.0, 100.0, 900.0))):
+        for rate in rates:
+            results.add(name, "enqueue_one", 10, rate)
+    for name, p50 in ((direct, 2.0), (twin, 3.0)):
+        results.add(name, "latency_p50", 10, p50)
+    _, rows = results.pooled_rows()
+    assert rows == [[direct, "0.50×", "—", "—", "1.50×", "—", "+1.00"]]
+    assert "through PgBouncer (transaction mode) / direct: medians of" in results.text()
+
+
+def test_a_missing_pgbouncer_is_said_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pooled_module, "find_pgbouncer", lambda: None)
+    out = io.StringIO()
+    with pytest.raises(PgBouncerError, match="apt-get install pgbouncer"):
+        run_bench(sizes=TINY, subjects=["pgqueue_ref PsycopgConnector"], pgbouncer=True, out=out)
+    assert "starting PostgreSQL" not in out.getvalue()
+
+
+def test_a_pooled_subject_outside_a_pooled_run_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(pooled_module.POOLER_ENV, raising=False)
+    with pytest.raises(PgBouncerError, match="bench --pgbouncer"):
+        pooled_module.pooled_dsn("postgresql://postgres@127.0.0.1:5432/db")
+
+
+def test_a_small_pooled_run_measures_every_twin_through_pgbouncer(
+    pgbouncer: PgBouncer,  # only for its verdict on a missing pgbouncer: skip, or fail in CI
+) -> None:
+    out = io.StringIO()
+    results = run_bench(
+        sizes=TINY,
+        repeat=1,
+        subjects=["pgqueue_ref PsycopgConnector", "pgqueue_ref AsyncpgConnector", "minimal"],
+        operations=["enqueue_one", "enqueue_batch", "drain", "latency"],
+        pgbouncer=True,
+        out=out,
+    )
+    assert results.failures == {}, out.getvalue()
+    twins = [
+        "pgqueue_ref PsycopgConnector via PgBouncer",
+        "pgqueue_ref AsyncpgConnector via PgBouncer",
+    ]
+    for twin in twins:
+        for operation in ("enqueue_one", "enqueue_batch", "drain", "latency_p50", "latency_p95"):
+            assert (twin, operation) in results.measurements, (twin, operation)
+    # drain and latency of five subjects (the minimal loop has no twin): every job once
+    assert len(results.checks) == 10 and all(check.ok for check in results.checks)
+    # A deaf LISTEN would fall back to polling (every 1 s, so some 500 ms at the median):
+    # a real wake-up through listen_dsn is far below it.
+    for twin in twins:
+        assert results.median(find(twin), "latency_p50") < 250, out.getvalue()
+    _, rows = results.pooled_rows()
+    assert [row[0] for row in rows] == [
+        "pgqueue_ref PsycopgConnector",
+        "pgqueue_ref AsyncpgConnector",
+    ]
+    assert all(cell.endswith("×") for row in rows for cell in row[1:6]), rows
+    assert "PgBouncer transaction mode on port" in out.getvalue()
+    assert results.meta["pgbouncer"].startswith("PgBouncer")
+    assert pooled_module.POOLER_ENV not in os.environ  # announced for the run only

@@ -15,16 +15,20 @@ The package: :mod:`.subject` (what a subject is), :mod:`.registry` (one line
 per subject), :mod:`.app_api` and :mod:`.queue_api` (procrastinate's and
 PgQueuer's APIs, which pgqueue_ref's two faces reproduce, so one piece of code
 measures both), :mod:`.minimal` (the limit), :mod:`.child` (the worker
-process), :mod:`.runner` (the measurements), :mod:`.report` (table, JSON, plot).
+process), :mod:`.runner` (the measurements), :mod:`.report` (table, JSON, plot),
+:mod:`.pooled` (``--pgbouncer``: pgqueue_ref's subjects through a transaction
+pooler, beside their direct runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
@@ -34,27 +38,42 @@ from typing import TextIO
 import psycopg
 
 from .. import embedded
+from ..pooler import find_pgbouncer
 from . import runner
-from .registry import SUBJECTS
+from .pooled import require_pgbouncer, running_pgbouncer
+from .registry import POOLED, SUBJECTS
 from .report import Results
 from .runner import Sizes
 from .subject import Subject
 
-__all__ = ["OPERATIONS", "SUBJECTS", "Results", "Sizes", "run_bench", "select_subjects"]
+__all__ = ["OPERATIONS", "POOLED", "SUBJECTS", "Results", "Sizes", "run_bench", "select_subjects"]
 
 OPERATIONS = ("enqueue_one", "enqueue_batch", "drain", "latency", "memory")
 
 
-def select_subjects(patterns: Sequence[str] | None) -> list[Subject]:
-    """The installed subjects whose name contains one of ``patterns`` (all if None)."""
+def select_subjects(patterns: Sequence[str] | None, *, pooled: bool = False) -> list[Subject]:
+    """The installed subjects whose name contains one of ``patterns`` (all if None).
+
+    ``pooled``: each one that has a twin behind a transaction pooler is followed by
+    that twin (:mod:`.pooled`), so that the two sit side by side in the tables."""
     if not patterns:
-        return list(SUBJECTS.values())
-    chosen = [s for s in SUBJECTS.values() if any(p.lower() in s.name.lower() for p in patterns)]
+        chosen = list(SUBJECTS.values())
+    else:
+        chosen = [
+            s for s in SUBJECTS.values() if any(p.lower() in s.name.lower() for p in patterns)
+        ]
     if not chosen:
         raise ValueError(
-            f"no installed subject matches {list(patterns)}; installed: {', '.join(SUBJECTS)}"
+            f"no installed subject matches {list(patterns or [])}; installed: {', '.join(SUBJECTS)}"
         )
-    return chosen
+    if not pooled:
+        return chosen
+    if not any(s.name in POOLED for s in chosen):
+        raise ValueError(
+            f"--pgbouncer: none of {[s.name for s in chosen]} runs through a pooler; "
+            f"those that do: {', '.join(POOLED)}"
+        )
+    return [t for s in chosen for t in ([s, POOLED[s.name]] if s.name in POOLED else [s])]
 
 
 def _plan(
@@ -71,8 +90,12 @@ def _plan(
                     for s in subjects
                     if s.can_run_worker or operation.startswith("enqueue")
                 ]
-    if "memory" in operations:  # one long run each, for pgqueue_ref's own workers
-        plan += [(s, "memory") for s in subjects if s.can_run_worker and s.family == "pgqueue_ref"]
+    if "memory" in operations:  # one long run each, for pgqueue_ref's own workers, direct
+        plan += [
+            (s, "memory")
+            for s in subjects
+            if s.can_run_worker and s.family == "pgqueue_ref" and s.direct is None
+        ]
     return plan
 
 
@@ -137,6 +160,15 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _pgbouncer_version() -> str:
+    program = find_pgbouncer()
+    if program is None:
+        return "?"
+    found = subprocess.run([program, "--version"], capture_output=True, text=True, check=False)
+    first = (found.stdout or found.stderr).strip().splitlines()
+    return first[0] if first else "?"
+
+
 def _server_version(dsn: str) -> str:
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -152,18 +184,36 @@ def run_bench(
     output: Path | None = None,
     plot: Path | None = None,
     command: str = "",
+    pgbouncer: bool = False,
     out: TextIO = sys.stdout,
 ) -> Results:
+    """Measure, print, and write the results.
+
+    ``pgbouncer``: also measure each chosen subject of pgqueue_ref through a PgBouncer in
+    transaction mode in front of the same server, beside its direct run (:mod:`.pooled`);
+    raises :class:`~pgqueue_ref.pooler.PgBouncerError` at once if pgbouncer is missing.
+    """
     sizes = sizes or Sizes()
-    chosen = select_subjects(subjects)
+    chosen = select_subjects(subjects, pooled=pgbouncer)
     missing = [op for op in operations if op not in OPERATIONS]
     if missing:
         raise ValueError(f"unknown operations {missing}: choose among {', '.join(OPERATIONS)}")
+    if pgbouncer:
+        require_pgbouncer()  # before anything starts
     print("subjects: " + ", ".join(s.name for s in chosen), file=out)
     print("starting PostgreSQL (stock settings; or PGQUEUE_REF_DSN) ...", file=out, flush=True)
     try:
         dsn = embedded.default_dsn()
-        results = asyncio.run(_measure(chosen, operations, sizes, repeat, out))
+        with contextlib.ExitStack() as stack:
+            if pgbouncer:
+                bouncer = stack.enter_context(running_pgbouncer(dsn))
+                print(
+                    f"PgBouncer {bouncer.pool_mode} mode on port {bouncer.port}, "
+                    f"in front of the server",
+                    file=out,
+                    flush=True,
+                )
+            results = asyncio.run(_measure(chosen, operations, sizes, repeat, out))
         results.meta = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "server": _server_version(dsn),
@@ -173,6 +223,7 @@ def run_bench(
             "sizes": sizes.__dict__,
             "repeat": repeat,
             "command": command,
+            "pgbouncer": _pgbouncer_version() if pgbouncer else None,
         }
     finally:
         embedded.stop_default_server()

@@ -15,6 +15,7 @@ import importlib.util
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from .pooled import SUFFIX, pooled_dsn
 from .subject import AsyncClient, BenchWorker, JobHook, Subject, SyncClient, count
 
 __all__ = ["CONCURRENCY", "app_api"]
@@ -26,19 +27,44 @@ CONCURRENCY = 16
 _JOBS_TABLE = {"pgqueue_ref": "pgqueue_jobs", "procrastinate": "procrastinate_jobs"}
 
 
+#: What each of pgqueue_ref's connectors needs behind a transaction pooler, beyond
+#: ``listen_dsn=`` (docs/connectors-howto.md): psycopg 3 and asyncpg must not prepare.
+_POOLER_SETTINGS: dict[str, dict[str, Any]] = {
+    "PsycopgConnector": {"kwargs": {"prepare_threshold": None}},
+    "SyncPsycopgConnector": {"kwargs": {"prepare_threshold": None}},
+    "AsyncpgConnector": {"statement_cache_size": 0},
+}
+
+
 def app_api(
     module: str, connector: str, dsn_keyword: str, *, driver: str, sync: bool = False
 ) -> Subject | None:
     """A subject for ``module.<connector>(<dsn_keyword>=dsn)``, or None if it is not installed.
 
-    ``sync=True``: a blocking connector; it defers, and has no worker.
+    ``sync=True``: a blocking connector; it defers, and has no worker. pgqueue_ref's
+    connectors have a pooled twin (:mod:`.pooled`).
     """
     if not _has(module, connector):
         return None
+    return _app_subject(module, connector, dsn_keyword, driver=driver, sync=sync, pooled=False)
+
+
+def _app_subject(
+    module: str, connector: str, dsn_keyword: str, *, driver: str, sync: bool, pooled: bool
+) -> Subject:
+    short = connector.rpartition(".")[2]
+    settings = "" if sync else f"concurrency {CONCURRENCY}"
 
     def make_app(dsn: str) -> Any:
         lib = importlib.import_module(module)
-        return lib.App(connector=_find(module, connector)(**{dsn_keyword: dsn}))
+        if not pooled:
+            return lib.App(connector=_find(module, connector)(**{dsn_keyword: dsn}))
+        # Statements through PgBouncer, with the driver's setting; LISTEN direct.
+        extra = dict(_POOLER_SETTINGS.get(short, {}))
+        if not sync:
+            extra["listen_dsn"] = dsn
+        made = _find(module, connector)(**{dsn_keyword: pooled_dsn(dsn)}, **extra)
+        return lib.App(connector=made)
 
     async def setup(dsn: str) -> None:
         # Through the library's own async connector, the way its users apply it.
@@ -71,17 +97,35 @@ def app_api(
         async with app.open_async():
             yield _AppWorker(app)
 
+    def twin() -> Subject:
+        return _app_subject(module, connector, dsn_keyword, driver=driver, sync=sync, pooled=True)
+
+    name = f"{module} {short}"
+    if pooled:
+        setting = ", ".join(_describe(k, v) for k, v in _POOLER_SETTINGS.get(short, {}).items())
+        settings = "; ".join(
+            part for part in (settings, setting, "" if sync else "listen_dsn direct") if part
+        )
     return Subject(
-        name=f"{module} {connector.rpartition('.')[2]}",
+        name=name + SUFFIX if pooled else name,
         driver=driver,
         family=module,
-        settings="" if sync else f"concurrency {CONCURRENCY}",
+        settings=settings,
         setup=setup,
         unfinished=unfinished,
         async_client=None if sync else async_client,
         sync_client=sync_client if sync else None,
         worker=None if sync else worker,
+        pooled=twin if module == "pgqueue_ref" and not pooled else None,
+        direct=name if pooled else None,
     )
+
+
+def _describe(keyword: str, value: Any) -> str:
+    """``kwargs={"prepare_threshold": None}`` as ``prepare_threshold=None``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in value.items())
+    return f"{keyword}={value!r}"
 
 
 def _find(module: str, name: str) -> Any:

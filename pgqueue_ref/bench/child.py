@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from .registry import SUBJECTS
+from .registry import find
 
 __all__ = ["main", "rss_bytes"]
 
@@ -80,7 +80,7 @@ class RunCounter:
 
 
 async def _drain(subject_name: str, dsn: str, jobs: int, rss_every: float) -> None:
-    worker_factory = SUBJECTS[subject_name].worker
+    worker_factory = find(subject_name).worker
     assert worker_factory is not None
     runs = RunCounter(jobs)
     samples: list[tuple[float, int, int]] = []
@@ -103,7 +103,7 @@ async def _drain(subject_name: str, dsn: str, jobs: int, rss_every: float) -> No
 
 
 async def _serve(subject_name: str, dsn: str) -> None:
-    worker_factory = SUBJECTS[subject_name].worker
+    worker_factory = find(subject_name).worker
     assert worker_factory is not None
     runs: list[int] = []
 

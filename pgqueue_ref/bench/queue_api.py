@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ..sql import SCHEMA
+from .pooled import SUFFIX, pooled_dsn
 from .subject import AsyncClient, BenchWorker, JobHook, Subject, SyncClient, count, execute
 
 __all__ = ["queue_api"]
@@ -30,10 +31,19 @@ _DRIVERS = {
 
 
 def queue_api(module: str, driver: str) -> Subject | None:
-    """A subject for ``module.db.<driver>``, or None if it is not installed."""
+    """A subject for ``module.db.<driver>``, or None if it is not installed. pgqueue_ref's
+    drivers have a pooled twin (:mod:`.pooled`)."""
     if importlib.util.find_spec(module) is None or importlib.util.find_spec(f"{module}.db") is None:
         return None
+    return _queue_subject(module, driver, pooled=False)
+
+
+def _queue_subject(module: str, driver: str, *, pooled: bool) -> Subject:
     library, classmethod_name = _DRIVERS[driver]
+    pool = driver.endswith("PoolDriver")
+
+    def statements(dsn: str) -> str:
+        return pooled_dsn(dsn) if pooled else dsn
 
     async def setup(dsn: str) -> None:
         if module == "pgqueuer":
@@ -49,21 +59,24 @@ def queue_api(module: str, driver: str) -> Subject | None:
 
     @contextlib.asynccontextmanager
     async def async_client(dsn: str) -> AsyncIterator[AsyncClient]:
-        async with _connection(library, dsn, pool=driver.endswith("PoolDriver")) as conn:
+        async with _connection(library, statements(dsn), pool=pool, pooled=pooled) as conn:
             yield _QueueClient(_queries(module, driver, conn))
 
     @contextlib.contextmanager
     def sync_client(dsn: str) -> Iterator[SyncClient]:
         import psycopg
 
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        settings: dict[str, Any] = {"prepare_threshold": None} if pooled else {}
+        with psycopg.connect(statements(dsn), autocommit=True, **settings) as conn:
             yield _SyncQueueClient(_queries(module, driver, conn))
 
     @contextlib.asynccontextmanager
     async def worker(dsn: str, hook: JobHook) -> AsyncIterator[BenchWorker]:
         lib = importlib.import_module(module)
-        async with _connection(library, dsn, pool=driver.endswith("PoolDriver")) as conn:
-            pgq = getattr(lib.PgQueuer, str(classmethod_name))(conn)
+        async with _connection(library, statements(dsn), pool=pool, pooled=pooled) as conn:
+            build = getattr(lib.PgQueuer, str(classmethod_name))
+            # Behind the pooler the LISTEN goes to the server itself.
+            pgq = build(conn, listen_dsn=dsn) if pooled else build(conn)
 
             async def noop(job: Any) -> None:
                 hook(int(job.payload))
@@ -71,30 +84,53 @@ def queue_api(module: str, driver: str) -> Subject | None:
             pgq.entrypoint("noop")(noop)
             yield _QueueWorker(module, pgq)
 
+    def twin() -> Subject:
+        return _queue_subject(module, driver, pooled=True)
+
     sync = classmethod_name is None
+    name = f"{module} {driver}"
+    settings = "" if sync else "batch_size 10 (default)"
+    if pooled:
+        setting = _POOLER_SETTING[library]
+        settings = "; ".join(
+            p for p in (settings, setting, "" if sync else "listen_dsn direct") if p
+        )
     return Subject(
-        name=f"{module} {driver}",
+        name=name + SUFFIX if pooled else name,
         driver=library,
         family=module,
-        settings="" if sync else "batch_size 10 (default)",
+        settings=settings,
         setup=setup,
         unfinished=unfinished,
         async_client=None if sync else async_client,
         sync_client=sync_client if sync else None,
         worker=None if sync else worker,
+        pooled=twin if module == "pgqueue_ref" and not pooled else None,
+        direct=name if pooled else None,
     )
 
 
+#: What each driver needs behind a transaction pooler (docs/connectors-howto.md).
+_POOLER_SETTING = {"asyncpg": "statement_cache_size=0", "psycopg": "prepare_threshold=None"}
+
+
 @contextlib.asynccontextmanager
-async def _connection(library: str, dsn: str, *, pool: bool = False) -> AsyncIterator[Any]:
+async def _connection(
+    library: str, dsn: str, *, pool: bool = False, pooled: bool = False
+) -> AsyncIterator[Any]:
+    """A connection (or pool) of ``library``; ``pooled``: with the setting a transaction
+    pooler needs (no prepared statements)."""
     if library == "asyncpg":
         import asyncpg
 
+        settings: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
         if pool:
-            async with asyncpg.create_pool(dsn, min_size=2, max_size=4) as connection_pool:
+            async with asyncpg.create_pool(
+                dsn, min_size=2, max_size=4, **settings
+            ) as connection_pool:
                 yield connection_pool
             return
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(dsn, **settings)
         try:
             yield conn
         finally:
@@ -102,7 +138,8 @@ async def _connection(library: str, dsn: str, *, pool: bool = False) -> AsyncIte
     else:
         import psycopg
 
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
+        settings = {"prepare_threshold": None} if pooled else {}
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, **settings) as aconn:
             yield aconn
 
 

@@ -3,7 +3,8 @@
 A new connector or driver is one line here: ``app_api(...)`` for a connector
 of the App face (procrastinate's API), ``queue_api(...)`` for a driver of the
 Queue face (PgQueuer's API). The anchors (procrastinate, PgQueuer) come from
-the ``bench`` extra: ``pip install -e ".[bench]"``.
+the ``bench`` extra: ``pip install -e ".[bench]"``. Each subject of pgqueue_ref
+has a twin behind a transaction pooler (:mod:`.pooled`), which its factory builds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from .minimal import minimal_loop
 from .queue_api import queue_api
 from .subject import Subject
 
-__all__ = ["SUBJECTS"]
+__all__ = ["POOLED", "SUBJECTS", "find"]
 
 _CANDIDATES = [
     # pgqueue_ref's App face, one line per connector...
@@ -44,3 +45,19 @@ _CANDIDATES = [
 
 #: name -> subject, in the order above.
 SUBJECTS: dict[str, Subject] = {s.name: s for s in _CANDIDATES if s is not None}
+
+#: direct subject's name -> its twin behind a transaction pooler (``bench --pgbouncer``):
+#: pgqueue_ref's own subjects only (see :mod:`.pooled` for why).
+POOLED: dict[str, Subject] = {
+    name: s.pooled() for name, s in SUBJECTS.items() if s.pooled is not None
+}
+
+
+def find(name: str) -> Subject:
+    """A subject or a pooled twin, by its name (how a worker process finds its subject)."""
+    if name in SUBJECTS:
+        return SUBJECTS[name]
+    for twin in POOLED.values():
+        if twin.name == name:
+            return twin
+    raise KeyError(f"no subject named {name!r}")

@@ -77,7 +77,10 @@ class Results:
         ]
         rows = []
         for subject in self.subjects:
-            cells = [subject.name, subject.settings or "no worker (blocking)"]
+            worker = subject.settings if subject.can_run_worker else "no worker (blocking)"
+            if not subject.can_run_worker and subject.settings:
+                worker += f"; {subject.settings}"
+            cells = [subject.name, worker]
             for operation in COLUMNS:
                 found = self.measurements.get((subject.name, operation))
                 cells.append(found.cell() if found else "—")
@@ -125,6 +128,53 @@ class Results:
             )
         return headers, rows
 
+    def pooled_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Each pooled twin against its direct subject, measured in the same run: rates
+        as pooled / direct (below 1: the pooler costs), latency as pooled / direct
+        (above 1: the pooler costs) and as the milliseconds it adds.
+
+        Each ratio is the median of the ratios of the repetitions, pair by pair: the
+        twin runs right after its subject in every round, so a pair shares the
+        machine's load of the moment, which a ratio of medians would mix up."""
+        headers = [
+            "subject (pooled / direct)",
+            "1 by 1",
+            "batch",
+            "drain",
+            "latency p50",
+            "latency p95",
+            "p50 pooled − direct (ms)",
+        ]
+        by_name = {s.name: s for s in self.subjects}
+        rows = []
+        for twin in self.subjects:
+            direct = by_name.get(twin.direct) if twin.direct else None
+            if direct is None:
+                continue
+            rows.append(
+                [direct.name]
+                + [
+                    self._paired_ratio(twin, direct, operation)
+                    for operation in (
+                        "enqueue_one",
+                        "enqueue_batch",
+                        "drain",
+                        "latency_p50",
+                        "latency_p95",
+                    )
+                ]
+                + [self._difference(twin, direct, "latency_p50")]
+            )
+        return headers, rows
+
+    def _paired_ratio(self, subject: Subject, other: Subject, operation: str) -> str:
+        mine = self.measurements.get((subject.name, operation))
+        theirs = self.measurements.get((other.name, operation))
+        if mine is None or theirs is None:
+            return "—"
+        pairs = [a / b for a, b in zip(mine.values, theirs.values) if b]
+        return f"{statistics.median(pairs):.2f}×" if pairs else "—"
+
     def _ratio(self, subject: Subject, other: Subject | None, operation: str) -> str:
         mine, theirs = self.median(subject, operation), self.median(other, operation)
         return f"{mine / theirs:.2f}×" if mine and theirs else "—"
@@ -156,6 +206,10 @@ class Results:
             "ratios of medians",
             format_table(*self.ratio_rows()),
         ]
+        pooled = self.pooled_rows()
+        if pooled[1]:
+            title = "through PgBouncer (transaction mode) / direct: medians of the paired ratios"
+            parts += ["", title, format_table(*pooled)]
         if self.memory:
             parts += ["", "worker memory during a long drain", format_table(*self.memory_rows())]
         parts += ["", self.checks_summary()]
@@ -165,6 +219,9 @@ class Results:
 
     def markdown(self) -> str:
         parts = [_markdown(*self.table_rows()), "", _markdown(*self.ratio_rows())]
+        pooled = self.pooled_rows()
+        if pooled[1]:
+            parts += ["", _markdown(*pooled)]
         if self.memory:
             parts += ["", _markdown(*self.memory_rows())]
         return "\n".join(parts) + "\n"
@@ -190,6 +247,7 @@ class Results:
                         "driver": s.driver,
                         "family": s.family,
                         "settings": s.settings,
+                        "direct": s.direct,
                     }
                     for s in self.subjects
                 ],
@@ -232,7 +290,8 @@ class Results:
                 if found is None:
                     continue
                 median = found.median
-                ax.barh(y, median, color=colours.get(subject.family, "tab:gray"))
+                colour = "tab:cyan" if subject.direct else colours.get(subject.family, "tab:gray")
+                ax.barh(y, median, color=colour)
                 ax.errorbar(
                     median,
                     y,

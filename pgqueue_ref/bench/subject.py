@@ -68,6 +68,10 @@ class Subject:
     async_client: Callable[[str], AbstractAsyncContextManager[AsyncClient]] | None = None
     sync_client: Callable[[str], AbstractContextManager[SyncClient]] | None = None
     worker: Callable[[str, JobHook], AbstractAsyncContextManager[BenchWorker]] | None = None
+    #: Builds this subject's twin behind a transaction pooler (:mod:`.pooled`); None: it has none.
+    pooled: Callable[[], Subject] | None = None
+    #: For a pooled twin: the name of the subject it is the twin of.
+    direct: str | None = None
 
     def __post_init__(self) -> None:
         if (self.async_client is None) == (self.sync_client is None):
