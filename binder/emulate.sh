@@ -2,12 +2,15 @@
 # Emulate a Binder build and launch without docker, then run every notebook there.
 #
 # What Binder (repo2docker) does with this repository, step by step:
+#   0. apt-get install of binder/apt.txt's packages, as root;
 #   1. a Python of binder/runtime.txt's version, in a fresh environment,
 #      owned by an ordinary user (jovyan), with a fresh home;
 #   2. pip install -r binder/requirements.txt, from the repository root;
 #   3. binder/postBuild, as that user;
 #   4. at launch, binder/start (if any) runs before the notebook server.
-# This script does the same on this machine: as the user `nobody` when started
+# This script does the same on this machine: step 0 with the host's own packages
+# (Debian's, installed here if missing and run as root; Binder's Ubuntu may have
+# another version of them); the rest as the user `nobody` when started
 # as root (via setpriv; no user has to be created), in a temporary folder, with
 # Debian's /usr/bin/python3 (the pyenv Python lives under /root, which nobody
 # cannot enter), and with no system PostgreSQL: PGQUEUE_REF_PG_BINDIR points at
@@ -34,6 +37,27 @@ fi
     echo "emulate.sh: $python cannot make a venv; install Debian's python3-venv" >&2
     exit 1
 }
+
+# Step 0: binder/apt.txt, one package a line, '#' starts a comment (as repo2docker reads it).
+apt_packages=()
+if [[ -f "$repo/binder/apt.txt" ]]; then
+    mapfile -t apt_packages < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$repo/binder/apt.txt")
+fi
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "emulate.sh: binder/apt.txt asks for ${missing[*]}, which Binder's image would have;" \
+            "install it first (apt-get install ${missing[*]}), or run this as root" >&2
+        exit 1
+    fi
+    echo "== build: apt-get install ${missing[*]} (binder/apt.txt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 work=$(mktemp -d /tmp/pgqueue-binder.XXXXXX)
 trap 'rm -rf "$work"' EXIT
