@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, overload
 
+from .builtin_tasks import BUILTIN_TASKS
 from .connectors import BaseConnector, require_async
 from .exceptions import InvalidQueueName, SyncCallInAsyncContext, TaskNotFound
 from .jobs import Face, Job
@@ -117,9 +118,18 @@ class App:
         """Every registered task, bound to this app (a snapshot)."""
         return {name: Task(definition, self) for name, definition in self._registry.items()}
 
+    @property
+    def builtin_tasks(self) -> Mapping[str, Task]:
+        """The tasks every app has (:mod:`pgqueue_ref.builtin_tasks`), bound to this app."""
+        return {name: Task(definition, self) for name, definition in BUILTIN_TASKS.items()}
+
+    def _definition(self, name: str) -> TaskDefinition | None:
+        return self._registry.get(name) or BUILTIN_TASKS.get(name)
+
     def configure_task(self, name: str, **options: Any) -> JobDeferrer:
-        """Defer a task by name, e.g. one defined in code this process does not import."""
-        definition = self._registry.get(name) or TaskDefinition(func=_not_here, name=name)
+        """Defer a task by name, e.g. one defined in code this process does not import,
+        or a builtin one (``pgqueue_ref.builtin_tasks.REMOVE_OLD_JOBS``)."""
+        definition = self._definition(name) or TaskDefinition(func=_not_here, name=name)
         return JobDeferrer(self, definition, **options)
 
     # -- several apps over one set of tasks ------------------------------------
@@ -169,7 +179,7 @@ class App:
 
     def prepare(self, job: Job) -> Runnable:
         """The worker's question: what does running this job mean? (JobHandler)"""
-        definition = self._registry.get(job.task_name)
+        definition = self._definition(job.task_name)
         if definition is None:
             raise TaskNotFound(
                 f"job {job.id} asks for task {job.task_name!r}, which this worker's app does not have "
@@ -189,7 +199,8 @@ class App:
         )
 
     async def run_worker_async(self, **options: Any) -> WorkerStats:
-        """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return.
+        """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return,
+        ``delete_jobs="successful"`` to delete jobs once they succeed (see :class:`Worker`).
 
         In a notebook, cancelling the cell (or the task) stops it gracefully.
         """

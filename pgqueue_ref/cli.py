@@ -7,6 +7,7 @@ Commands a user of procrastinate or PgQueuer expects::
     worker                          run a worker for an app (--app module:attribute)
     status                          jobs per face, queue and status
     jobs                            the most recent jobs
+    jobs prune --older-than HOURS   delete jobs finished more than HOURS ago
     embedded                        start a throwaway PostgreSQL and print its DSN
     demo, bench                     the demo and the benchmark
 
@@ -132,7 +133,8 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"concurrency": args.concurrency, "wait": not args.drain}
     if args.queues:
         options["queues"] = args.queues.split(",")
-    for name in ("prefetch", "stalled_after", "heartbeat_interval", "shutdown_timeout"):
+    for name in ("prefetch", "stalled_after", "heartbeat_interval", "shutdown_timeout",
+                 "delete_jobs"):  # fmt: skip
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     async with app.open_async():
@@ -166,6 +168,20 @@ async def cmd_jobs(args: argparse.Namespace) -> int:
         [[r["id"], r["queue"], r["task_name"], r["status"], r["attempts"], _short(r["args"], 40),
           _short(r["error"] or "", 50)] for r in rows],
     ))  # fmt: skip
+    return 0
+
+
+async def cmd_jobs_prune(args: argparse.Namespace) -> int:
+    app = the_app(args)
+    async with app.open_async():
+        deleted = await app.job_manager.delete_old_jobs(
+            args.older_than,
+            queue=args.queue,
+            include_failed=args.include_failed,
+            include_cancelled=args.include_cancelled,
+            include_aborted=args.include_aborted,
+        )
+    print(f"deleted {deleted} jobs finished more than {args.older_than:g} hours ago")
     return 0
 
 
@@ -231,6 +247,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of hours >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
@@ -281,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--shutdown-timeout", type=float, help="seconds running jobs get to finish on stop"
     )
+    worker.add_argument("--delete-jobs", choices=["never", "successful", "always"],
+                        help="delete jobs once they succeeded / finished (default: never)")  # fmt: skip
     worker.set_defaults(run=cmd_worker)
 
     status = commands.add_parser("status", help="jobs per face, queue and status")
@@ -290,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--queue", help="only this queue")
     jobs.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
     jobs.set_defaults(run=cmd_jobs)
+    jobs_actions = jobs.add_subparsers(dest="action", metavar="ACTION")
+    prune = jobs_actions.add_parser(
+        "prune", help="delete jobs finished more than --older-than hours ago",
+        description="Delete finished jobs (succeeded ones, and the others asked for) whose "
+        "finished_at is more than HOURS ago, 10,000 per statement. Waiting and running jobs "
+        "are never deleted.",
+    )  # fmt: skip
+    prune.add_argument("--older-than", type=_hours, required=True, metavar="HOURS",
+                       help="finished at least this many hours ago (0: every finished job)")  # fmt: skip
+    prune.add_argument("--queue", help="only this queue")
+    prune.add_argument("--include-failed", action="store_true", help="failed jobs too")
+    prune.add_argument("--include-cancelled", action="store_true", help="cancelled jobs too")
+    prune.add_argument("--include-aborted", action="store_true", help="aborted jobs too")
+    prune.set_defaults(run=cmd_jobs_prune)
 
     embedded = commands.add_parser(
         "embedded", help="start a throwaway PostgreSQL and print its DSN"

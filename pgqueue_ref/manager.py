@@ -10,6 +10,7 @@ engine go through here.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .exceptions import AlreadyEnqueued
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .sql import QUERIES, SCHEMA, Query
 
-__all__ = ["Call", "JobManager", "Outcome"]
+__all__ = ["Call", "DeleteJobCondition", "JobManager", "Outcome"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +45,39 @@ class Outcome:
     error: str | None = None
     retry_in: float = 0.0  # seconds, when status is TODO
     handed_back: bool = False  # never started: give the attempt back
+
+
+class DeleteJobCondition(enum.StrEnum):
+    """The worker's ``delete_jobs`` option, procrastinate's names and meaning:
+    which finished jobs the worker deletes instead of keeping."""
+
+    NEVER = "never"  #: keep every job (the default)
+    SUCCESSFUL = "successful"  #: delete a job once it succeeded
+    ALWAYS = "always"  #: delete a job once it finished, whatever the outcome
+
+    @classmethod
+    def parse(cls, value: str) -> DeleteJobCondition:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(c.value) for c in cls)
+            raise ValueError(
+                f"delete_jobs={value!r}: expected one of {names} (which finished jobs the "
+                "worker deletes)"
+            ) from None
+
+    @property
+    def statuses(self) -> tuple[Status, ...]:
+        """The outcomes deleted. Never TODO: a job that will run again is kept."""
+        if self is DeleteJobCondition.SUCCESSFUL:
+            return (Status.SUCCEEDED,)
+        if self is DeleteJobCondition.ALWAYS:
+            return (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ABORTED)
+        return ()
+
+
+#: Rows one ``delete_old_jobs`` statement deletes at most.
+DELETE_BATCH_SIZE = 10_000
 
 
 def _ids(rows: list[Row]) -> list[int]:
@@ -144,9 +178,14 @@ def _run_order(job: Job) -> tuple[int, int]:
     return (-job.priority, job.id)
 
 
-def finish_call(outcomes: Sequence[Outcome], worker_id: int) -> Call[list[int]]:
+def finish_call(
+    outcomes: Sequence[Outcome],
+    worker_id: int,
+    delete_jobs: DeleteJobCondition = DeleteJobCondition.NEVER,
+) -> Call[list[int]]:
     params = {
         "worker_id": worker_id,
+        "delete_statuses": [status.value for status in delete_jobs.statuses],
         "ids": [o.job_id for o in outcomes],
         "statuses": [o.status.value for o in outcomes],
         "errors": [o.error for o in outcomes],
@@ -154,6 +193,40 @@ def finish_call(outcomes: Sequence[Outcome], worker_id: int) -> Call[list[int]]:
         "handed_backs": [o.handed_back for o in outcomes],
     }
     return Call(QUERIES["finish_jobs"], params, _ids)
+
+
+def delete_old_jobs_call(
+    nb_hours: float,
+    queue: str | None,
+    include_failed: bool,
+    include_cancelled: bool,
+    include_aborted: bool,
+    batch_size: int,
+) -> Call[int]:
+    if nb_hours < 0:
+        raise ValueError(
+            f"nb_hours={nb_hours!r}: expected 0 or more (jobs finished at least that many "
+            "hours ago are deleted; 0 deletes every finished job)"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected 1 or more")
+    included = [
+        (True, Status.SUCCEEDED),
+        (include_failed, Status.FAILED),
+        (include_cancelled, Status.CANCELLED),
+        (include_aborted, Status.ABORTED),
+    ]
+    params = {
+        "nb_hours": nb_hours,
+        "queue": queue,
+        "statuses": [status.value for wanted, status in included if wanted],
+        "batch_size": batch_size,
+    }
+    return Call(QUERIES["delete_old_jobs"], params, _deleted)
+
+
+def _deleted(rows: list[Row]) -> int:
+    return int(rows[0]["deleted"])
 
 
 def _one_id(rows: list[Row]) -> int:
@@ -217,16 +290,22 @@ class JobManager:
     ) -> list[Job]:
         return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names))
 
-    async def finish_async(self, outcomes: Sequence[Outcome], worker_id: int) -> None:
+    async def finish_async(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: int,
+        delete_jobs: DeleteJobCondition = DeleteJobCondition.NEVER,
+    ) -> None:
         """Record outcomes of jobs ``worker_id`` holds, in one statement; if a retry
-        collides with a queueing lock, one by one, so only the colliding job is affected."""
+        collides with a queueing lock, one by one, so only the colliding job is affected.
+        Finished jobs that ``delete_jobs`` names are deleted by that same statement."""
         if not outcomes:
             return
         try:
-            await self.run_async(finish_call(outcomes, worker_id))
+            await self.run_async(finish_call(outcomes, worker_id, delete_jobs))
         except AlreadyEnqueued:
             for outcome in outcomes:
-                await self._finish_one_async(outcome, worker_id)
+                await self._finish_one_async(outcome, worker_id, delete_jobs)
 
     async def release_orphaned_claims_async(self, worker_id: int, held: Sequence[int]) -> list[int]:
         """Hand back jobs claimed under ``worker_id`` that are not in ``held``."""
@@ -235,9 +314,11 @@ class JobManager:
         )
         return await self.run_async(call)
 
-    async def _finish_one_async(self, outcome: Outcome, worker_id: int) -> None:
+    async def _finish_one_async(
+        self, outcome: Outcome, worker_id: int, delete_jobs: DeleteJobCondition
+    ) -> None:
         try:
-            await self.run_async(finish_call([outcome], worker_id))
+            await self.run_async(finish_call([outcome], worker_id, delete_jobs))
         except AlreadyEnqueued:
             # Another job with the same queueing lock was deferred while this one
             # ran: that job will do the work, so this one stops here, and says why.
@@ -253,6 +334,7 @@ class JobManager:
                         )
                     ],
                     worker_id,
+                    delete_jobs,
                 )
             )
 
@@ -276,6 +358,58 @@ class JobManager:
         return await self.run_async(
             Call(QUERIES["requeue_stalled_jobs"], {"stalled_after": stalled_after}, _ids)
         )
+
+    # -- retention ----------------------------------------------------------
+
+    async def delete_old_jobs(
+        self,
+        nb_hours: float,
+        queue: str | None = None,
+        include_failed: bool = False,
+        include_cancelled: bool = False,
+        include_aborted: bool = False,
+        *,
+        batch_size: int = DELETE_BATCH_SIZE,
+    ) -> int:
+        """Delete jobs that finished more than ``nb_hours`` ago; returns how many.
+
+        procrastinate's coroutine, under its name (no ``_async`` suffix; the
+        blocking twin is :meth:`delete_old_jobs_blocking`). Succeeded jobs are
+        deleted, and failed, cancelled or aborted ones when included; waiting
+        and running jobs never. "Finished" is the ``finished_at`` column. The
+        rows go ``batch_size`` per statement, each its own transaction, until
+        a statement deletes fewer: no long lock, no burst of WAL.
+        Raises ValueError for a negative ``nb_hours``.
+        """
+        call = delete_old_jobs_call(
+            nb_hours, queue, include_failed, include_cancelled, include_aborted, batch_size
+        )
+        total, batch = 0, batch_size
+        while batch == batch_size:  # stop after a short batch: nothing older is left
+            batch = await self.run_async(call)
+            total += batch
+        return total
+
+    def delete_old_jobs_blocking(
+        self,
+        nb_hours: float,
+        queue: str | None = None,
+        include_failed: bool = False,
+        include_cancelled: bool = False,
+        include_aborted: bool = False,
+        *,
+        batch_size: int = DELETE_BATCH_SIZE,
+    ) -> int:
+        """Blocking twin of :meth:`delete_old_jobs` (which is a coroutine, as in
+        procrastinate), for scripts and sync connectors."""
+        call = delete_old_jobs_call(
+            nb_hours, queue, include_failed, include_cancelled, include_aborted, batch_size
+        )
+        total, batch = 0, batch_size
+        while batch == batch_size:  # stop after a short batch: nothing older is left
+            batch = self.run(call)
+            total += batch
+        return total
 
     # -- looking at jobs ----------------------------------------------------
 

@@ -19,7 +19,9 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Flusher.** Outcomes (succeeded, failed, retry) wait in a list and are
   written by one ``finish_jobs`` statement every ``flush_interval`` seconds.
   If the worker dies first, those jobs run again:
-  the queue promises "at least once", never "at most once".
+  the queue promises "at least once", never "at most once". With
+  ``delete_jobs="successful"`` (or ``"always"``) that same statement deletes
+  the jobs that succeeded (or finished) instead of keeping them.
 * **Listener.** LISTEN on the ``pgqueue_ref`` channel (or ``channel=``); a NOTIFY for one of our
   queues wakes the fetcher at once. Without it (or while it reconnects) the
   fetcher polls every ``polling_interval`` seconds.
@@ -63,7 +65,7 @@ from .exceptions import (
     TaskNotFound,
 )
 from .jobs import Face, Job, Status
-from .manager import JobManager, Outcome
+from .manager import DeleteJobCondition, JobManager, Outcome
 from .names import identifier
 from .retry import RetryStrategy
 from .sql import CHANNEL
@@ -118,6 +120,11 @@ class Worker:
     polling alone; the intervals and timeouts are in seconds
     (``listen_check_timeout``: how long a new LISTEN has to hear the worker's
     own test notification before the worker warns that it is deaf).
+    ``delete_jobs`` is procrastinate's retention option: ``"never"`` (the
+    default) keeps finished jobs, ``"successful"`` deletes a job once it
+    succeeded, ``"always"`` once it finished whatever the outcome; a job that
+    will be retried is never deleted. The delete is part of the statement that
+    records the outcome, so it costs no extra round trip.
     """
 
     def __init__(
@@ -140,7 +147,9 @@ class Worker:
         listen_check_timeout: float = 2.0,
         name: str | None = None,
         channel: str = CHANNEL,
+        delete_jobs: DeleteJobCondition | str = DeleteJobCondition.NEVER,
     ) -> None:
+        self.delete_jobs = DeleteJobCondition.parse(delete_jobs)
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
         self.manager = manager
@@ -440,7 +449,7 @@ class Worker:
             self._flushing = batch
             try:
                 assert self.worker_id is not None
-                await self.manager.finish_async(batch, self.worker_id)
+                await self.manager.finish_async(batch, self.worker_id, self.delete_jobs)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them for the next flush: nothing is lost
                 raise

@@ -151,27 +151,51 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 -- The guards (still 'doing', still ours) leave alone a job that was handed
 -- back meanwhile because this worker looked dead, and maybe claimed by another:
 -- that worker's outcome is the one to record.
-UPDATE pgqueue_jobs AS job
-SET status = done.status,
-    error = coalesce(done.error, job.error),
-    attempts = job.attempts - CASE WHEN done.handed_back THEN 1 ELSE 0 END,
-    scheduled_at = CASE WHEN done.status = 'todo'
-                        THEN now() + make_interval(secs => done.retry_in)
-                        ELSE job.scheduled_at END,
-    started_at = CASE WHEN done.handed_back THEN NULL ELSE job.started_at END,
-    finished_at = CASE WHEN done.status = 'todo' THEN NULL ELSE now() END,
-    worker_id = NULL
-FROM unnest(
-    %(ids)s::bigint[],
-    %(statuses)s::text[],
-    %(errors)s::text[],
-    %(retry_ins)s::float8[],
-    %(handed_backs)s::boolean[]
-) AS done(id, status, error, retry_in, handed_back)
-WHERE job.id = done.id
-  AND job.status = 'doing'
-  AND job.worker_id = %(worker_id)s::bigint
-RETURNING job.id;
+-- Retention (the worker's delete_jobs option): a job whose new status is in
+-- delete_statuses is deleted instead of updated, in this same statement, so
+-- keeping the table small costs no extra round trip. The worker never puts
+-- 'todo' in delete_statuses: a job that will run again is never deleted.
+-- The two data-modifying parts touch disjoint rows (a status is either in
+-- the list or not), as one statement must: both see the same snapshot.
+-- With delete_statuses empty (the default, 'never') the DELETE finds no row.
+WITH done AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::bigint[],
+        %(statuses)s::text[],
+        %(errors)s::text[],
+        %(retry_ins)s::float8[],
+        %(handed_backs)s::boolean[]
+    ) AS done(id, status, error, retry_in, handed_back)
+), deleted AS (
+    DELETE FROM pgqueue_jobs AS job
+    USING done
+    WHERE job.id = done.id
+      AND done.status = ANY(%(delete_statuses)s::text[])
+      AND job.status = 'doing'
+      AND job.worker_id = %(worker_id)s::bigint
+    RETURNING job.id
+), updated AS (
+    UPDATE pgqueue_jobs AS job
+    SET status = done.status,
+        error = coalesce(done.error, job.error),
+        attempts = job.attempts - CASE WHEN done.handed_back THEN 1 ELSE 0 END,
+        scheduled_at = CASE WHEN done.status = 'todo'
+                            THEN now() + make_interval(secs => done.retry_in)
+                            ELSE job.scheduled_at END,
+        started_at = CASE WHEN done.handed_back THEN NULL ELSE job.started_at END,
+        finished_at = CASE WHEN done.status = 'todo' THEN NULL ELSE now() END,
+        worker_id = NULL
+    FROM done
+    WHERE job.id = done.id
+      AND NOT done.status = ANY(%(delete_statuses)s::text[])
+      AND job.status = 'doing'
+      AND job.worker_id = %(worker_id)s::bigint
+    RETURNING job.id
+)
+SELECT id FROM deleted
+UNION ALL
+SELECT id FROM updated;
 
 -- name: release_orphaned_claims
 -- After a database error a worker cannot know whether its last claim
@@ -241,6 +265,35 @@ SET status = CASE WHEN status = 'todo' THEN 'cancelled' ELSE status END,
     finished_at = CASE WHEN status = 'todo' THEN now() ELSE finished_at END
 WHERE id = %(id)s::bigint AND status IN ('todo', 'doing')
 RETURNING id, status;
+
+-- name: delete_old_jobs
+-- Retention (procrastinate's delete_old_jobs): delete finished jobs whose
+-- finished_at is older than nb_hours, at most batch_size of them: the caller
+-- loops until a batch comes back short. Small batches, each its own
+-- transaction, hold their row locks briefly and spread the WAL, instead of
+-- one DELETE of millions of rows that locks them all and writes its WAL in
+-- one burst. Only the statuses given (succeeded, plus failed, cancelled,
+-- aborted if asked) are candidates: 'todo' and 'doing' can never be.
+-- finished_at is set by finish_jobs and cancel_job for every finished job.
+-- There is no index on finished_at on purpose: every finished job would pay
+-- for it, and a prune that runs now and then can afford a scan (which stops
+-- after batch_size matches; the oldest jobs come first in the table).
+-- SKIP LOCKED: two prunes at once share the work instead of waiting.
+WITH deleted AS (
+    DELETE FROM pgqueue_jobs
+    WHERE id IN (
+        SELECT id
+        FROM pgqueue_jobs
+        WHERE status = ANY(%(statuses)s::text[])
+          AND status NOT IN ('todo', 'doing')  -- whatever the caller passes
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+          AND finished_at < now() - make_interval(secs => %(nb_hours)s::float8 * 3600)
+        LIMIT %(batch_size)s::integer
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+)
+SELECT count(*) AS deleted FROM deleted;
 
 -- name: abort_requested
 -- What a running task asks, now and then, when it may be told to stop.
