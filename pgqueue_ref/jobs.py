@@ -85,12 +85,21 @@ def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
     """Serialise task arguments to JSON text, or say exactly which one cannot be.
 
     NaN and infinities are refused too: they are not JSON, and PostgreSQL's
-    ``jsonb`` would reject them later, after the caller has moved on.
+    ``jsonb`` would reject them later, after the caller has moved on. So are
+    strings that ``jsonb`` cannot hold: a NUL character, and surrogate code
+    points (a str with a lone ``\\ud800`` in it, from bytes decoded with
+    ``surrogateescape``, say).
     """
     try:
-        return json.dumps(kwargs, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(kwargs, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):
         pass
+    else:
+        # Both show in the JSON text as escapes (json.dumps writes ASCII): look
+        # closer only then. An emoji escapes to a surrogate pair, and is fine.
+        if "\\u0000" in text or "\\ud" in text:
+            _refuse_unstorable_text(task_name, kwargs)
+        return text
     for name, value in kwargs.items():
         try:
             json.dumps(value, allow_nan=False)
@@ -104,6 +113,33 @@ def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
         f"the arguments of task {task_name!r} are not JSON serialisable; "
         "pass keyword arguments whose values are plain JSON values."
     )
+
+
+def _unstorable(value: Any) -> str | None:
+    """What in ``value`` (a JSON value) PostgreSQL's text and jsonb cannot store, if anything."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\x00)"
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            return "a surrogate code point (U+D800 to U+DFFF), which is not Unicode text"
+        return None
+    if isinstance(value, dict):
+        items: list[Any] = [*value.keys(), *value.values()]
+        return next((found for item in items if (found := _unstorable(item))), None)
+    if isinstance(value, (list, tuple)):
+        return next((found for item in value if (found := _unstorable(item))), None)
+    return None
+
+
+def _refuse_unstorable_text(task_name: str, kwargs: Mapping[str, Any]) -> None:
+    for name, value in kwargs.items():
+        found = _unstorable(name) or _unstorable(value)
+        if found:
+            raise UnserializableArguments(
+                f"argument {name!r} of task {task_name!r} holds {found}, which PostgreSQL "
+                "cannot store in text or jsonb: the job would not be saved. Remove it, or "
+                "pass binary data encoded (base64, say)."
+            )
 
 
 def _describe(value: Any) -> str:

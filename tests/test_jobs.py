@@ -34,6 +34,30 @@ def test_dump_args_refuses_nan() -> None:
         dump_args("t", {"x": float("nan")})
 
 
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("a\x00b", "a NUL character"),
+        ({"nested": ["ok", "\x00"]}, "a NUL character"),
+        ({"key\x00": 1}, "a NUL character"),  # a key is text too
+        ("x\ud800", "a surrogate code point"),
+        (["\udfff"], "a surrogate code point"),
+    ],
+)
+def test_dump_args_refuses_text_postgresql_cannot_store(value: object, found: str) -> None:
+    with pytest.raises(UnserializableArguments) as caught:
+        dump_args("t", {"ok": "fine", "data": value})
+    assert str(caught.value).startswith(f"argument 'data' of task 't' holds {found}")
+    assert "which PostgreSQL cannot store in text or jsonb" in str(caught.value)
+
+
+def test_dump_args_keeps_what_only_looks_like_those() -> None:
+    # An emoji is escaped as a surrogate *pair*; a backslash-u text is just text.
+    assert dump_args("t", {"e": "\U0001f600", "s": "\\u0000 \\ud800"}) == (
+        '{"e":"\\ud83d\\ude00","s":"\\\\u0000 \\\\ud800"}'
+    )
+
+
 def test_schedule_in() -> None:
     assert schedule_in_seconds({"seconds": 30}) == 30
     assert schedule_in_seconds({"minutes": 1, "seconds": 1}) == 61

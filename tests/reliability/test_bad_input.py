@@ -65,3 +65,27 @@ async def test_non_json_arguments_write_nothing(app: pgqueue_ref.App, db: Db) ->
     with pytest.raises(UnserializableArguments, match="argument 'when' of task 't'"):
         await app.configure_task("t").batch_defer_async({"when": 1}, {"when": object()})
     assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("null\x00byte", "a NUL character"), ("lone \ud800", "a surrogate code point")],
+)
+async def test_text_the_server_would_refuse_is_a_named_error_at_defer(
+    app: pgqueue_ref.App, db: Db, text: str, found: str
+) -> None:
+    # The server's own error would be a generic ConnectorException, after a round trip.
+    with pytest.raises(
+        UnserializableArguments, match=f"^argument 'note' of task 't' holds {found}"
+    ):
+        await app.configure_task("t").defer_async(note=text)
+    with pytest.raises(
+        UnserializableArguments, match=f"^argument 'note' of task 't' holds {found}"
+    ):
+        await app.configure_task("t").batch_defer_async({"note": "fine"}, {"note": text})
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
+    # What only looks like it goes through, as text.
+    job_id = await app.configure_task("t").defer_async(note="\\u0000 \U0001f600")
+    assert db("SELECT args FROM pgqueue_jobs WHERE id = %s", job_id) == [
+        ({"note": "\\u0000 \U0001f600"},)
+    ]
