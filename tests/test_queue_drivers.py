@@ -34,6 +34,7 @@ from pgqueue_ref.exceptions import (
 )
 from pgqueue_ref.jobs import Face
 from pgqueue_ref.manager import JobManager
+from pgqueue_ref.queries import Queries
 from pgqueue_ref.worker import Worker
 
 ASYNC_AUTOCOMMIT_MESSAGE = (
@@ -67,6 +68,44 @@ async def test_psycopg_driver_refuses_a_connection_without_autocommit(dsn: str) 
         assert str(caught.value) == ASYNC_AUTOCOMMIT_MESSAGE
         with pytest.raises(AutocommitRequired, match=r"autocommit=True"):
             PgQueuer.from_psycopg_connection(conn)
+
+
+async def test_autocommit_switched_off_later_is_refused_before_anything_is_sent(
+    aconn: psycopg.AsyncConnection[Any], db: Any
+) -> None:
+    queries = Queries(PsycopgDriver(aconn))
+    pgq = PgQueuer.from_psycopg_connection(aconn)
+    await aconn.set_autocommit(False)
+    with pytest.raises(AutocommitRequired) as caught:
+        await queries.enqueue("fetch", b"x")
+    assert str(caught.value).startswith(
+        "the driver's psycopg connection is no longer in autocommit mode: it was switched off "
+        "after the driver was built"
+    )
+    assert "reconnect with 'await psycopg.AsyncConnection.connect(dsn, autocommit=True)'" in str(
+        caught.value
+    )
+    # Nothing was sent: no transaction left open, no job anywhere.
+    assert aconn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
+    # A consumer built the PgQueuer way meets the same refusal, not a silent stall.
+    with pytest.raises(AutocommitRequired, match="no longer in autocommit mode"):
+        await pgq.run(mode=QueueExecutionMode.drain)
+    # Back on, the same driver works, and a transaction of one's own keeps autocommit on.
+    await aconn.set_autocommit(True)
+    async with aconn.transaction():
+        assert len(await queries.enqueue("fetch", b"x")) == 1
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(1,)]
+
+
+def test_sync_driver_refuses_autocommit_switched_off_later(dsn: str, db: Any) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        queries = Queries(SyncPsycopgDriver(conn))
+        conn.autocommit = False
+        with pytest.raises(AutocommitRequired, match="set 'conn.autocommit = True'"):
+            queries.enqueue("fetch", b"x")
+        assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
 
 
 def test_sync_psycopg_driver_refuses_a_connection_without_autocommit(dsn: str) -> None:

@@ -101,8 +101,16 @@ async def listen(
         on_notify(notification.payload)
 
 
-def require_autocommit(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
-    """Refuse a connection without autocommit, saying how to turn it on."""
+def require_autocommit(
+    connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], *, in_use: bool = False
+) -> None:
+    """Refuse a connection without autocommit, saying how to turn it on.
+
+    The drivers call it when they are built, and again (``in_use``) before each
+    statement: an attribute read, no round trip. A connection switched out of
+    autocommit after the driver was built would otherwise take an enqueue into a
+    transaction that nobody commits, return its id, and lose the job.
+    """
     if connection.autocommit:
         return
     if isinstance(connection, psycopg.AsyncConnection):
@@ -113,6 +121,15 @@ def require_autocommit(connection: psycopg.Connection[Any] | psycopg.AsyncConnec
     else:
         how = (
             "connect with 'psycopg.connect(dsn, autocommit=True)', or set 'conn.autocommit = True'"
+        )
+    if in_use:
+        raise AutocommitRequired(
+            "the driver's psycopg connection is no longer in autocommit mode: it was switched "
+            "off after the driver was built, so this statement would wait in a transaction "
+            "that nobody commits and its jobs would be lost; it was not sent. Fix: turn it back "
+            f"on ({how.replace('connect with ', 'reconnect with ')}) and leave it on while the "
+            "driver uses it (for a transaction of your own, use 'conn.transaction()', which "
+            "keeps autocommit on)."
         )
     raise AutocommitRequired(
         "the psycopg connection must be in autocommit mode (autocommit=True), and this one is "
@@ -226,6 +243,7 @@ class PsycopgDriver(Driver):
         return bool(self.connection.closed or self.connection.broken)
 
     async def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        require_autocommit(self.connection, in_use=True)
         # psycopg serialises use of one connection itself (conn.lock).
         return await run(self.connection, query, params)
 
@@ -233,6 +251,7 @@ class PsycopgDriver(Driver):
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
         conn = self.connection
+        require_autocommit(conn, in_use=True)  # LISTEN takes effect at a commit
 
         def handler(notification: psycopg.Notify) -> None:
             if notification.channel == channel:

@@ -102,4 +102,5 @@ class SyncPsycopgDriver(SyncConnector):
         """Nothing to close: the connection is the caller's."""
 
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
+        require_autocommit(self.connection, in_use=True)
         return run_blocking(self.connection, query, params)
