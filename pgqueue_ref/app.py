@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, overload
@@ -48,6 +49,7 @@ class App:
         #: Default keyword arguments of run_worker / run_worker_async.
         self.worker_defaults: dict[str, Any] = dict(worker_defaults or {})
         self._registry: dict[str, TaskDefinition] = {}
+        self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # made by app.worker()
 
     # The managers follow the connector, so replace_connector() swaps them too.
     @property
@@ -160,7 +162,15 @@ class App:
         return self
 
     def close(self) -> None:
+        """Stop this app's running workers gracefully, then close the connector."""
+        for worker in self._running_workers():
+            worker.stop()
+            if worker._loop is not _running_loop():  # its own loop runs elsewhere: wait
+                worker.wait_stopped(worker.shutdown_timeout + 5)
         self.connector.close()
+
+    def _running_workers(self) -> list[Worker]:
+        return [worker for worker in self._workers if worker.running]
 
     def __enter__(self) -> Self:
         return self
@@ -173,7 +183,16 @@ class App:
         return _AsyncOpening(self, pool)
 
     async def close_async(self) -> None:
-        await require_async(self.connector).close_async()
+        """Stop this app's running workers gracefully (claimed jobs handed back, outcomes
+        written), then close the connector. A worker that the connector's closing would
+        otherwise leave retrying on a closed connector never outlives it."""
+        connector = require_async(self.connector)
+        workers = self._running_workers()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_stopped, worker.shutdown_timeout + 5)
+        await connector.close_async()
 
     # -- the worker ---------------------------------------------------------------
 
@@ -190,13 +209,16 @@ class App:
         return Runnable(definition.func, args, job.args, definition.is_async, definition.retry)
 
     def worker(self, **options: Any) -> Worker:
-        """A worker for this app's jobs; ``run_worker_async`` runs one."""
-        return Worker(
+        """A worker for this app's jobs; ``run_worker_async`` runs one. Closing the app
+        stops it first."""
+        worker = Worker(
             manager=self.job_manager,
             face=Face.APP,
             handler=self,
             **{**self.worker_defaults, **options},
         )
+        self._workers.add(worker)
+        return worker
 
     async def run_worker_async(self, **options: Any) -> WorkerStats:
         """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return,
@@ -217,6 +239,13 @@ class App:
             "run_worker() blocks, and it was called inside a running event loop (a notebook, "
             "an async function): use 'await app.run_worker_async(...)' there instead."
         )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _not_here(**kwargs: Any) -> None:

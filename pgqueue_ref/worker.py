@@ -45,6 +45,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 import traceback
 from collections import deque
@@ -59,6 +60,7 @@ from .exceptions import (
     ConfigurationError,
     ConnectionFailed,
     ConnectorException,
+    ConnectorNotOpen,
     InvalidQueueName,
     JobAborted,
     PgQueueError,
@@ -202,12 +204,33 @@ class Worker:
         self._fatal: PgQueueError | None = None  # a misconfiguration found while running
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._done = threading.Event()  # set when run() has returned, seen from any thread
 
     # -- public ---------------------------------------------------------------
 
     async def run(self) -> WorkerStats:
         """Run until stopped (``wait=True``) or until no job is ready (``wait=False``)."""
         self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._done.clear()
+        try:
+            return await self._run()
+        finally:
+            self._running, self._loop = False, None
+            self._done.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is running."""
+        return self._running
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`run` has returned (True), or ``timeout`` passed (False).
+        For another thread than the worker's; ``await asyncio.to_thread(...)`` in async code."""
+        return self._done.wait(timeout)
+
+    async def _run(self) -> WorkerStats:
         await self._register()
         background = [asyncio.create_task(self._flush_forever(), name="pgqueue_ref-flusher")]
         if self.heartbeat_interval > 0:
@@ -256,10 +279,27 @@ class Worker:
 
     def stop(self) -> None:
         """Ask for a graceful stop. Safe to call from any thread."""
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._request_stop)
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._request_stop)
         else:
             self._request_stop()
+
+    def _stop_if_closed(self, error: PgQueueError) -> bool:
+        """A connector closed under a running worker cannot come back: stop, and say so,
+        instead of retrying on it forever."""
+        if not isinstance(error, ConnectorNotOpen):
+            return False
+        if self._fatal is None:
+            self._fatal = ConnectorNotOpen(
+                f"the worker's connector was closed while the worker ran ({error}); the worker "
+                "stopped. Jobs it had claimed go back to the queue once its heartbeat is older "
+                f"than stalled_after={self.stalled_after}s. Close the app itself "
+                "(app.close_async()), which stops its workers gracefully first."
+            )
+            logger.error("%s", self._fatal)
+        self._request_stop()
+        return True
 
     # -- fetcher --------------------------------------------------------------
 
@@ -280,6 +320,8 @@ class Worker:
                     return
                 backoff = 0.1
             except ConnectorException as error:
+                if self._stop_if_closed(error):
+                    return
                 if self.connector.connection_lost():
                     # A driver's one connection is the caller's to reopen, not ours.
                     self._fatal = ConnectionFailed(
@@ -463,6 +505,8 @@ class Worker:
             try:
                 await self._flush()
             except PgQueueError as error:
+                if self._stop_if_closed(error):
+                    return
                 logger.warning("could not record job outcomes, will retry: %s", error)
 
     # -- listener and heartbeat ----------------------------------------------
@@ -551,6 +595,8 @@ class Worker:
                     return
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             except PgQueueError as error:
+                if self._stop_if_closed(error):
+                    return
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             first_try = False
             self.listening.clear()
@@ -579,6 +625,8 @@ class Worker:
                 if await self.manager.requeue_stalled_async(self.stalled_after):
                     self._wake.set()
             except PgQueueError as error:
+                if self._stop_if_closed(error):
+                    return
                 logger.warning("heartbeat failed: %s", error)
 
     # -- shutdown -------------------------------------------------------------
