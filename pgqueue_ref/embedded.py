@@ -82,6 +82,8 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -319,6 +321,11 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
         settings.setdefault("postgres", str(folder / "postgres"))
         args = [self.BASE_POSTGRES_ARGS] + [f"-c {s}" for s in FAST_SETTINGS if fast]
         settings.setdefault("postgres_args", " ".join(args))
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._own_dir: str | None = None
+        if settings.get("base_dir") is None:
+            remove_stale_servers()
+            self._own_dir = settings["base_dir"] = tempfile.mkdtemp(prefix=STALE_PREFIX)
         super().__init__(**settings)  # initialises and starts the server
 
     @staticmethod
@@ -393,6 +400,8 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
         already = self.child_process is not None
         super().start()
         self._began = None
+        if self._watchdog is None or self._watchdog.poll() is not None:
+            self._watchdog = _start_watchdog(self.server_pid, self._own_dir)
         if not already:
             logger.info(
                 "started embedded PostgreSQL at %s from %s in %.2f s",
@@ -400,6 +409,18 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
                 self.bindir,
                 time.monotonic() - began,
             )
+
+    def cleanup(self) -> None:
+        """testing.postgresql's cleanup, and our own folder (which it did not make)."""
+        super().cleanup()
+        if self.child_process is None:
+            if self._watchdog is not None:
+                self._watchdog.terminate()
+                self._watchdog.wait()
+                self._watchdog = None
+            if self._own_dir is not None:
+                shutil.rmtree(self._own_dir, ignore_errors=True)
+                self._own_dir = None
 
     def __del__(self) -> None:
         # testing.postgresql's __del__ calls stop() even when already stopped;
@@ -422,6 +443,89 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
 
     def __enter__(self) -> Self:
         return self
+
+
+# --------------------------------------------------------------------------
+# A server outlives no parent: the watchdog, and what killed runs left behind
+# --------------------------------------------------------------------------
+
+#: The prefix of every server folder the kit makes in the temporary folder.
+STALE_PREFIX = "pgqueue_ref-pg-"
+
+# The watchdog: a tiny process of its own, because nothing runs in a process that
+# was SIGKILLed. It polls its parent; once the parent is gone (it is re-parented),
+# it asks the server for a fast shutdown (SIGINT), insists (SIGQUIT) after 10 s,
+# and removes the server's folder. It also ends when the server ends first.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, server, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(server) and os.getppid() == parent:
+    time.sleep(0.5)
+if alive(server):
+    os.kill(server, signal.SIGINT)
+    for _ in range(100):
+        if not alive(server):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(server, signal.SIGQUIT)
+        time.sleep(1)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+def _start_watchdog(server_pid: int | None, folder: str | None) -> subprocess.Popen[bytes] | None:
+    """Watch this process on the server's behalf: a killed parent takes its server down."""
+    if server_pid is None:
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(server_pid), folder or ""],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C for the parent's group is the parent's, not ours
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        return True
+    return True
+
+
+def remove_stale_servers(min_age: float = 60.0) -> list[Path]:
+    """Remove the folders of kit servers that no process runs any more (a run killed
+    before its watchdog could clean up), older than ``min_age`` seconds so that a
+    server another process is setting up right now is left alone. Returns them."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{STALE_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime < min_age:
+                continue
+            pid_file = folder / "data" / "postmaster.pid"
+            pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid is not None and _pid_alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        logger.info("removed %d stale embedded server folder(s): %s", len(removed), removed)
+    return removed
 
 
 # --------------------------------------------------------------------------

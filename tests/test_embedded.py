@@ -11,7 +11,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,3 +255,52 @@ def test_scratch_database_keeps_key_value_form(
         assert conn.execute("SELECT current_database()").fetchone() == (_dbname(dsn),)
     with pytest.raises(ValueError, match="too long"):
         scratch_database("x" * 60)
+
+
+def test_a_server_dies_with_its_killed_parent_and_leaves_no_folder() -> None:
+    # A parent that starts a server, says where, and is then killed with SIGKILL:
+    # nothing of it can run, so only the watchdog can stop the server.
+    script = (
+        "import os, signal, sys\n"
+        "from pgqueue_ref.embedded import EmbeddedPostgres\n"
+        "pg = EmbeddedPostgres(fast=True)\n"
+        "print(pg.server_pid, pg.base_dir, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    pid_text, folder = parent.stdout.split()
+    server = int(pid_text)
+    deadline = time.monotonic() + 30
+    while (_alive(server) or Path(folder).exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(server), "the server outlived its killed parent"
+    assert not Path(folder).exists(), "its folder was left behind"
+
+
+def test_stale_server_folders_are_removed_at_the_next_start() -> None:
+    stale = Path(tempfile.mkdtemp(prefix=embedded.STALE_PREFIX))
+    (stale / "data").mkdir()
+    # A pid above any pid_max (4,194,304 at most on Linux): no process has it.
+    (stale / "data" / "postmaster.pid").write_text("999999999\n")
+    fresh = Path(tempfile.mkdtemp(prefix=embedded.STALE_PREFIX))  # being set up right now
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    try:
+        assert embedded.remove_stale_servers() == [stale]
+        assert not stale.exists() and fresh.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
