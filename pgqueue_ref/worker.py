@@ -8,6 +8,7 @@ the Queue face calls an entrypoint with the job). Its parts::
                          ▲  one fetch_jobs per batch            │
                          │                                      ▼ outcomes
     heartbeat (own row; hands back dead workers' jobs)    flusher ── one finish_jobs per batch
+    fence (own timer) ── no good heartbeat for stalled_after / 2 ──▶ stops fetcher and runners
 
 * **Fetcher.** Claims jobs in one ``fetch_jobs`` round trip (``FOR UPDATE
   SKIP LOCKED``), keeps them in a local buffer, and claims more when the
