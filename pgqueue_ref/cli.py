@@ -301,9 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--prefetch", type=_positive, help="jobs claimed per round trip")
     worker.add_argument("--drain", action="store_true", help="stop when no job is ready")
     worker.add_argument(
-        "--stalled-after", type=float, help="seconds of silence before a worker is dead"
+        "--stalled-after",
+        type=float,
+        help="seconds of silence before a worker is dead (it fences itself after half of them)",
     )
-    worker.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
+    worker.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        help="seconds between heartbeats, at most a quarter of --stalled-after",
+    )
     worker.add_argument(
         "--shutdown-timeout", type=float, help="seconds running jobs get to finish on stop"
     )

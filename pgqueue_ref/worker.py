@@ -8,6 +8,7 @@ the Queue face calls an entrypoint with the job). Its parts::
                          ▲  one fetch_jobs per batch            │
                          │                                      ▼ outcomes
     heartbeat (own row; hands back dead workers' jobs)    flusher ── one finish_jobs per batch
+    fence (own timer) ── no good heartbeat for stalled_after / 2 ──▶ stops fetcher and runners
 
 * **Fetcher.** Claims jobs in one ``fetch_jobs`` round trip (``FOR UPDATE
   SKIP LOCKED``), keeps them in a local buffer, and claims more when the
@@ -28,6 +29,15 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
   ``heartbeat_interval`` seconds; jobs of workers silent for ``stalled_after``
   seconds go back to the queue.
+* **Fence.** A timer of its own, awaiting no query: when no heartbeat has
+  succeeded for ``stalled_after / 2`` seconds (counted from the moment the
+  last good one was *sent*), the worker fences itself: it claims nothing,
+  cancels its running async jobs and drops the jobs it holds unstarted,
+  recording no outcome for them. Other workers requeue them only after
+  ``stalled_after`` seconds, by the database's clock, which started no earlier
+  than that send: the fence comes first, with ``stalled_after / 2`` to spare.
+  When a heartbeat gets through again the worker registers again if it was
+  presumed dead, and claims again.
 
 Stopping (``stop()``, task cancellation, SIGTERM in the CLI) is graceful:
 no more fetching, claimed-but-unstarted jobs are handed back, running jobs
@@ -104,6 +114,8 @@ class WorkerStats:
     handed_back: int = 0
     # Rare, and left out of the repr that notebooks show after every drain.
     aborted: int = field(default=0, repr=False)
+    #: Jobs given up by a fence: async jobs cancelled, claimed jobs dropped unstarted.
+    fenced: int = field(default=0, repr=False)
 
     @property
     def finished(self) -> int:
@@ -127,7 +139,15 @@ class Worker:
     succeeded, ``"always"`` once it finished whatever the outcome; a job that
     will be retried is never deleted. The delete is part of the statement that
     records the outcome, so it costs no extra round trip.
+    The worker fences itself after ``stalled_after / 2`` seconds without a
+    good heartbeat (see the module docstring), so ``heartbeat_interval`` must
+    be at most a quarter of ``stalled_after``; ``heartbeat_interval=0``
+    switches both off (a short drain, e.g. a rescue with ``stalled_after=0``).
     """
+
+    #: The fence comes this fraction of ``stalled_after`` after the last good
+    #: heartbeat was sent; the rest of ``stalled_after`` is the margin.
+    FENCE_FRACTION = 0.5
 
     def __init__(
         self,
@@ -154,6 +174,15 @@ class Worker:
         self.delete_jobs = DeleteJobCondition.parse(delete_jobs)
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
+        if heartbeat_interval > 0 and heartbeat_interval * 4 > stalled_after:
+            raise ConfigurationError(
+                f"heartbeat_interval={heartbeat_interval!r} is too long for "
+                f"stalled_after={stalled_after!r}: the worker fences itself (stops running "
+                f"jobs) after stalled_after / 2 = {stalled_after / 2!r} s without a good "
+                "heartbeat, and needs room for a late one. Keep heartbeat_interval at most "
+                "stalled_after / 4, or set heartbeat_interval=0 for a short drain that sends "
+                "no heartbeats and never fences."
+            )
         self.manager = manager
         self.connector: AsyncConnector = require_async(manager.connector, worker=True)
         self.face = face
@@ -176,6 +205,8 @@ class Worker:
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
         self.stalled_after = stalled_after
+        #: Seconds after the last good heartbeat was sent at which the worker fences itself.
+        self.fence_after = stalled_after * self.FENCE_FRACTION
         self.shutdown_timeout = shutdown_timeout
         self.listen_check_timeout = listen_check_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -206,6 +237,17 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._done = threading.Event()  # set when run() has returned, seen from any thread
+        # Self-fencing. _last_ok_sent: time.monotonic() just before sending the last
+        # heartbeat (or registration) that succeeded.
+        self._last_ok_sent = 0.0
+        #: Set while the worker is fenced: cut off for too long, it runs and claims nothing.
+        self.fenced = False
+        self._unfenced = asyncio.Event()
+        self._unfenced.set()
+        self._fence_epoch = 0  # one more at each fence: a claim that spans one is dropped
+        self._async_jobs: dict[int, asyncio.Task[None]] = {}  # job id -> the runner awaiting it
+        self._fenced_jobs: set[int] = set()  # async jobs whose runner the fence cancelled
+        self._late: dict[int, list[Outcome]] = {}  # outcomes under an id we no longer have
 
     # -- public ---------------------------------------------------------------
 
@@ -237,6 +279,7 @@ class Worker:
             background.append(
                 asyncio.create_task(self._heartbeat_forever(), name="pgqueue_ref-heartbeat")
             )
+            background.append(asyncio.create_task(self._fence_forever(), name="pgqueue_ref-fence"))
         if self.listen and self.wait:
             background.append(
                 asyncio.create_task(self._listen_forever(), name="pgqueue_ref-listener")
@@ -268,7 +311,9 @@ class Worker:
         for attempt in range(attempts):
             try:
                 if self.worker_id is None:
+                    sent = time.monotonic()
                     self.worker_id = await self.manager.register_worker_async(self.name)
+                    self._last_ok_sent = sent
                 await self.manager.requeue_stalled_async(self.stalled_after)
                 return
             except ConnectorException as error:
@@ -305,6 +350,7 @@ class Worker:
 
     def _request_stop(self) -> None:
         self._stopping = True
+        self._unfenced.set()
         self._wake.set()
         self._room.set()
         self._jobs_ready.set()
@@ -341,6 +387,9 @@ class Worker:
 
     async def _fetch_once(self) -> bool:
         """One step of the fetch loop; True when drain mode is done."""
+        if self.fenced:
+            await self._unfenced.wait()  # stop() sets it too
+            return False
         if self._orphans_possible:
             await self._release_orphans()
         if len(self._buffer) >= self._claim_size.refill_below:
@@ -369,9 +418,18 @@ class Worker:
     async def _claim(self) -> int:
         assert self.worker_id is not None
         limit = max(1, self._claim_size.before_claim() - len(self._buffer))
+        epoch = self._fence_epoch
         jobs = await self.manager.fetch_async(
             self.face, self.worker_id, limit, self.queues, self.task_names
         )
+        if epoch != self._fence_epoch:
+            # The worker fenced itself while this claim hung: by now these jobs are (or
+            # will be) requeued and maybe running elsewhere. Never run them; if we were not
+            # presumed dead after all, _release_orphans hands them back.
+            if jobs:
+                logger.warning("dropped %s jobs claimed across a fence", len(jobs))
+            self.stats.fenced += len(jobs)
+            return len(jobs) or 1  # look again: the loop waits while fenced
         self._claim_size.after_claim(limit, len(jobs))
         if jobs:
             now = time.monotonic()
@@ -402,21 +460,50 @@ class Worker:
             claim_size.started(time.monotonic() - claimed_at)
             if len(buffer) < claim_size.refill_below:
                 self._room.set()  # time to claim more
+            # Claimed under the id we have now: a fence empties the buffer, and the
+            # id changes only while fenced.
+            claimed_by = self.worker_id
             self._busy += 1
             self._running_ids.add(job.id)
             try:
-                outcome = await self._run_one(job)
+                outcome: Outcome | None = await self._run_one(job)
             except asyncio.CancelledError:
-                self._record(
-                    Outcome(job.id, Status.TODO, error="interrupted: the worker was shut down")
-                )
-                raise
+                if not self._fenced_by_us(job.id):
+                    self._record(
+                        Outcome(job.id, Status.TODO, error="interrupted: the worker was shut down")
+                    )
+                    raise
+                if _cancelling():
+                    raise  # a stop as well: the job is still its next owner's, record nothing
+                outcome = None  # fenced: the job is its next owner's to run, record nothing
             finally:
                 self._busy -= 1
                 self._running_ids.discard(job.id)
                 if not buffer:
                     self._room.set()  # drain mode: this may have been the last job
+            if self._fenced_by_us(job.id):
+                outcome = None  # it ended as the fence struck
+            if outcome is None:
+                continue
+            if claimed_by != self.worker_id:
+                # A sync job that went on in its thread while we were presumed dead:
+                # write its outcome under the old id, where the worker_id guard of
+                # finish_jobs refuses it if the job has a new owner.
+                assert claimed_by is not None
+                self._late.setdefault(claimed_by, []).append(outcome)
+                continue
             self._record(outcome)
+
+    def _fenced_by_us(self, job_id: int) -> bool:
+        """Was this job's runner cancelled by the fence? Then take that cancel back.
+        True also when the job ended before the cancel landed."""
+        if job_id not in self._fenced_jobs:
+            return False
+        self._fenced_jobs.discard(job_id)
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     async def _run_one(self, job: Job) -> Outcome:
         try:
@@ -426,7 +513,12 @@ class Worker:
             return Outcome(job.id, Status.FAILED, error=str(error))
         try:
             if runnable.is_async:
-                await runnable.func(*runnable.args, **runnable.kwargs)
+                # Where the fence finds it (the cancel lands in the job's own await).
+                self._async_jobs[job.id] = asyncio.current_task()  # type: ignore[assignment]
+                try:
+                    await runnable.func(*runnable.args, **runnable.kwargs)
+                finally:
+                    del self._async_jobs[job.id]
             else:
                 await asyncio.get_running_loop().run_in_executor(
                     self._thread_pool(),
@@ -487,6 +579,7 @@ class Worker:
 
     async def _flush(self) -> None:
         async with self._flush_lock:
+            await self._flush_late()
             batch, self._outcomes = self._outcomes, []
             self._flushing = batch
             try:
@@ -497,6 +590,17 @@ class Worker:
                 raise
             finally:
                 self._flushing = []
+
+    async def _flush_late(self) -> None:
+        """Outcomes of jobs claimed under an id we had before we were presumed dead:
+        written under that id, so the worker_id guard keeps a new owner's outcome."""
+        while self._late:
+            old_id, batch = self._late.popitem()
+            try:
+                await self.manager.finish_async(batch, old_id)
+            except BaseException:
+                self._late.setdefault(old_id, [])[:0] = batch
+                raise
 
     async def _flush_forever(self) -> None:
         while True:
@@ -607,27 +711,98 @@ class Worker:
             delay = min(delay * 2, 5.0)
 
     async def _heartbeat_forever(self) -> None:
+        # A partition hangs a query rather than failing it: give up on one that takes
+        # longer than could still keep the fence away, and send a new one.
+        timeout = self.fence_after - self.heartbeat_interval
         while True:
             _stop_if_cancelled()
             await asyncio.sleep(self.heartbeat_interval)
             try:
-                assert self.worker_id is not None
-                if not await self.manager.heartbeat_async(self.worker_id):
-                    # Silent for longer than stalled_after (cut off from the database):
-                    # another worker handed our jobs back. Register again, so that what
-                    # we claim from now on is not taken for a dead worker's.
-                    old, self.worker_id = (
-                        self.worker_id,
-                        await self.manager.register_worker_async(self.name),
-                    )
-                    logger.error("worker %s was presumed dead and its jobs were requeued; "
-                                 "registered again as %s", old, self.worker_id)  # fmt: skip
-                if await self.manager.requeue_stalled_async(self.stalled_after):
-                    self._wake.set()
+                async with asyncio.timeout(timeout):
+                    await self._heartbeat_once()
+            except TimeoutError:
+                logger.warning("heartbeat got no answer within %.1f s; sending another", timeout)
             except PgQueueError as error:
                 if self._stop_if_closed(error):
                     return
                 logger.warning("heartbeat failed: %s", error)
+
+    async def _heartbeat_once(self) -> None:
+        assert self.worker_id is not None
+        sent = time.monotonic()  # the row's heartbeat_at is now() on the server, no earlier
+        if await self.manager.heartbeat_async(self.worker_id):
+            self._last_ok_sent = sent
+        else:
+            # Silent for longer than stalled_after (cut off from the database): another
+            # worker handed our jobs back. Fence (if the timer has not: a blocked event
+            # loop, or a worker with a shorter stalled_after), then register again, so
+            # that what we claim from now on is not taken for a dead worker's.
+            self._fence("its worker row is gone: another worker presumed it dead")
+            sent = time.monotonic()
+            new_id = await self.manager.register_worker_async(self.name)
+            old, self.worker_id, self._last_ok_sent = self.worker_id, new_id, sent
+            if self._outcomes:  # recorded under the old id before the fence
+                self._late.setdefault(old, []).extend(self._outcomes)
+                self._outcomes = []
+            logger.error("worker %s was presumed dead and its jobs were requeued; "
+                         "registered again as %s", old, self.worker_id)  # fmt: skip
+        self._unfence()
+        if await self.manager.requeue_stalled_async(self.stalled_after):
+            self._wake.set()
+
+    # -- fence ------------------------------------------------------------------
+
+    async def _fence_forever(self) -> None:
+        """Fence at ``_last_ok_sent + fence_after``: a timer that awaits no query, so
+        nothing the database does (or does not do) can delay it."""
+        while True:
+            _stop_if_cancelled()
+            remaining = self._last_ok_sent + self.fence_after - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)  # then look again: a heartbeat may have moved it
+                continue
+            self._fence(
+                f"no heartbeat got through for {self.fence_after:g} s "
+                f"(stalled_after={self.stalled_after:g} s)"
+            )
+            await self._unfenced.wait()
+            if self._stopping:
+                return  # stop() sets _unfenced: nothing to fence any more
+
+    def _fence(self, why: str) -> None:
+        """Stop running anything: from now on our jobs may be handed to another worker."""
+        if self.fenced:
+            return
+        self.fenced = True
+        self._unfenced.clear()
+        self._fence_epoch += 1
+        self._orphans_possible = True  # if we were not presumed dead, hand back what we drop
+        dropped = len(self._buffer)
+        self._buffer.clear()  # not handed back: we cannot reach the database; the requeue will
+        for job_id, task in self._async_jobs.items():
+            self._fenced_jobs.add(job_id)
+            task.cancel()
+        cancelled = len(self._async_jobs)
+        self.stats.fenced += dropped + cancelled
+        logger.error(
+            "worker %s (id %s) fenced itself: %s. Other workers may requeue its jobs after "
+            "stalled_after=%g s; it cancelled %s running async jobs and dropped %s claimed "
+            "ones, recording no outcome for them, and claims nothing until a heartbeat "
+            "gets through. %s sync jobs go on in threads, which cannot be cancelled: "
+            "their outcomes are refused if their jobs have a new owner",
+            self.name, self.worker_id, why, self.stalled_after, cancelled, dropped,
+            self._busy - cancelled,
+        )  # fmt: skip
+
+    def _unfence(self) -> None:
+        if not self.fenced:
+            return
+        self.fenced = False
+        self._unfenced.set()
+        self._wake.set()
+        self._room.set()
+        logger.warning("worker %s (id %s): a heartbeat got through; claiming again",
+                       self.name, self.worker_id)  # fmt: skip
 
     # -- shutdown -------------------------------------------------------------
 
@@ -679,6 +854,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 def _stop_if_cancelled() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import pgqueue_ref
+from pgqueue_ref.exceptions import ConfigurationError
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -477,3 +478,74 @@ async def _wait_for_status(db: Db, status: str, count: int) -> None:
     while db("SELECT count(*) FROM pgqueue_jobs WHERE status = %s", status) != [(count,)]:
         assert time.monotonic() < deadline, f"waited for {count} {status} jobs"
         await asyncio.sleep(0.05)
+
+
+async def test_the_fence_fires_on_time_while_queries_hang(
+    app: pgqueue_ref.App, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alive: list[float] = []
+    runs: list[int] = []
+
+    @app.task(name="long")
+    async def long() -> None:
+        runs.append(1)
+        if len(runs) > 1:
+            return  # the rerun, once the worker claims again
+        while True:
+            alive.append(time.monotonic())
+            await asyncio.sleep(0.05)
+
+    job_id = await long.defer_async()
+    worker = app.worker(stalled_after=4, heartbeat_interval=0.5, polling_interval=0.1)
+    running = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 30
+    while not alive:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+    # A partition hangs queries, it does not fail them: every heartbeat and claim from
+    # now on waits until `restored` (then goes through, late).
+    restored = asyncio.Event()
+    manager = worker.manager
+
+    def hanging(real: Callable[..., Any]) -> Callable[..., Any]:
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            await restored.wait()
+            return await real(*args, **kwargs)
+
+        return hang
+
+    cut = time.monotonic()  # the last good heartbeat was sent before this
+    monkeypatch.setattr(manager, "heartbeat_async", hanging(manager.heartbeat_async))
+    monkeypatch.setattr(manager, "fetch_async", hanging(manager.fetch_async))
+    while not worker.fenced:
+        assert time.monotonic() < deadline + 30, "the worker never fenced itself"
+        await asyncio.sleep(0.05)
+    sign_of_life = alive[-1]
+    await asyncio.sleep(0.3)
+    # Before anyone could have requeued the job (stalled_after after that send),
+    # and the job was cancelled: no sign of life since the fence.
+    assert sign_of_life < cut + worker.stalled_after
+    assert alive[-1] == sign_of_life
+    assert worker.stats.fenced == 1
+    assert db("SELECT status FROM pgqueue_jobs WHERE id = %s", job_id) == [("doing",)]
+
+    # Not presumed dead after all (no other worker): the heartbeat gets through, the
+    # worker hands back what it dropped and claims again.
+    restored.set()
+    monkeypatch.undo()
+    while len(runs) < 2:
+        assert time.monotonic() < deadline + 60, "the worker never claimed again"
+        await asyncio.sleep(0.05)
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert not worker.fenced
+    assert db("SELECT status, attempts FROM pgqueue_jobs WHERE id = %s", job_id) == [
+        ("succeeded", 1)  # the fenced run gave its attempt back
+    ]
+
+
+def test_heartbeat_interval_must_leave_room_before_the_fence(app: pgqueue_ref.App) -> None:
+    with pytest.raises(ConfigurationError, match="at most stalled_after / 4"):
+        app.worker(stalled_after=3, heartbeat_interval=1)
+    app.worker(stalled_after=0, heartbeat_interval=0)  # a one-off drain: no heartbeat, no fence

@@ -109,7 +109,7 @@ async def _one_connection_driver_stops_and_loses_nothing(
         ran.append(i)
 
     async with rescue.open_async():  # stalled_after=0: the dead worker's claims come back at once
-        await rescue.run_worker_async(wait=False, stalled_after=0)
+        await rescue.run_worker_async(wait=False, stalled_after=0, heartbeat_interval=0)
     assert sorted(ran) == list(range(60))
     assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [("succeeded", 60)]
     subject.unsupported(
