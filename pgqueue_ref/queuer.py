@@ -109,7 +109,9 @@ class PgQueuer:
         listen_dsn: str | None = None,
     ) -> PgQueuer:
         """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
-        return cls(connectors.load("AsyncpgDriver")(connection, listen_dsn=listen_dsn), channel, resources)
+        return cls(
+            connectors.load("AsyncpgDriver")(connection, listen_dsn=listen_dsn), channel, resources
+        )
 
     @classmethod
     def from_asyncpg_pool(
@@ -121,7 +123,9 @@ class PgQueuer:
         listen_dsn: str | None = None,
     ) -> PgQueuer:
         """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
-        return cls(connectors.load("AsyncpgPoolDriver")(pool, listen_dsn=listen_dsn), channel, resources)
+        return cls(
+            connectors.load("AsyncpgPoolDriver")(pool, listen_dsn=listen_dsn), channel, resources
+        )
 
     @classmethod
     def from_psycopg_connection(
