@@ -37,9 +37,10 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .embedded import EmbeddedPostgresError, _chown_tree, _unprivileged_ids
@@ -53,6 +54,14 @@ SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/
 class PgBouncerError(EmbeddedPostgresError):
     """PgBouncer could not be found or started (an
     :class:`~pgqueue_ref.embedded.EmbeddedPostgresError`)."""
+
+
+_SHOW: dict[str, Literal["SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW DATABASES"]] = {
+    "POOLS": "SHOW POOLS",
+    "CLIENTS": "SHOW CLIENTS",
+    "SERVERS": "SHOW SERVERS",
+    "DATABASES": "SHOW DATABASES",
+}
 
 
 def find_pgbouncer() -> str | None:
@@ -149,6 +158,8 @@ class PgBouncer:
             "max_client_conn = 500\n"
             # Sent by psycopg and asyncpg at connect; PgBouncer refuses unknown ones.
             "ignore_startup_parameters = extra_float_digits,options\n"
+            # May read the admin console (SHOW POOLS, ...): see show().
+            f"stats_users = {self.user}\n"
             f"logfile = {self._folder / 'pgbouncer.log'}\n"
         )
 
@@ -166,6 +177,19 @@ class PgBouncer:
                 time.sleep(0.05)
         self.stop()
         raise PgBouncerError(f"pgbouncer did not listen on port {self.port} within {timeout} s")
+
+    def show(
+        self, what: Literal["POOLS", "CLIENTS", "SERVERS", "DATABASES"]
+    ) -> list[dict[str, Any]]:
+        """The rows of ``SHOW <what>`` on PgBouncer's admin console (the database
+        named ``pgbouncer``): what the pooler itself says it carries. ``SHOW POOLS``
+        has a row per (database, user) that a client reached through it."""
+        console = f"postgresql://{quote(self.user)}@127.0.0.1:{self.port}/pgbouncer"
+        # The console speaks the simple query protocol only: nothing to prepare.
+        with psycopg.connect(console, autocommit=True, prepare_threshold=None) as conn:
+            cursor = conn.execute(_SHOW[what])
+            names = [column.name for column in cursor.description or []]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def log(self) -> str:
         """What PgBouncer wrote to its log file so far."""

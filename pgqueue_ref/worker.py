@@ -678,11 +678,19 @@ class Worker:
 
     async def _listen_forever(self) -> None:
         delay = 0.1
-        first_try = True
+        # listen_async runs until its connection is lost: whether it ever got to LISTEN
+        # (not whether this is its first call) tells a bad listen_dsn from an outage.
+        listened = False
+
+        def on_listening() -> None:  # may be called from the driver's thread
+            nonlocal listened
+            listened = True
+            self._on_listening()
+
         while True:
             _stop_if_cancelled()
             try:
-                await self.connector.listen_async(self.channel, self._on_notify, self._on_listening)
+                await self.connector.listen_async(self.channel, self._on_notify, on_listening)
             except ConfigurationError as error:
                 # Retrying cannot help (e.g. a pool with no room for LISTEN): stop, and say why.
                 logger.error("the worker cannot LISTEN: %s", error)
@@ -690,7 +698,7 @@ class Worker:
                 self._request_stop()
                 return
             except ConnectionFailed as error:
-                if first_try and self.connector.listen_dsn is not None:
+                if not listened and self.connector.listen_dsn is not None:
                     # A listen_dsn that never connected is a setting to fix, not an outage
                     # to wait out: say so now rather than poll in silence.
                     self._fatal = ConnectionFailed(f"listen_dsn cannot connect: {error}")
@@ -702,7 +710,6 @@ class Worker:
                 if self._stop_if_closed(error):
                     return
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
-            first_try = False
             self.listening.clear()
             if self._listen_check is not None:
                 self._listen_check.cancel()

@@ -22,6 +22,7 @@ import psycopg_pool
 import pytest
 
 import pgqueue_ref
+import pgqueue_ref.pooler
 from pgqueue_ref import App
 from pgqueue_ref.connectors import AsyncConnector
 from pgqueue_ref.db import AsyncpgDriver, AsyncpgPoolDriver, PsycopgDriver, PsycopgPoolDriver
@@ -241,3 +242,16 @@ def test_no_statement_relies_on_session_state() -> None:
     settings = re.findall(r"set_config\(([^)]*)\)", " ".join(texts))
     assert settings, "the claim sets synchronous_commit for its own transaction"
     assert all(args.replace(" ", "").endswith(",true") for args in settings), settings
+
+
+def test_show_pools_names_each_database_a_client_reached(
+    pgbouncer: pgqueue_ref.pooler.PgBouncer, pooled_dsn: str, dsn: str
+) -> None:
+    """What the conformance suite's PgBouncer topology checks: the pooler carried it."""
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    assert dbname not in {pool["database"] for pool in pgbouncer.show("POOLS")}
+    with psycopg.connect(pooled_dsn, prepare_threshold=None) as conn:
+        conn.execute("SELECT 1")
+    (pool,) = [pool for pool in pgbouncer.show("POOLS") if pool["database"] == dbname]
+    assert pool["pool_mode"] == "transaction"
+    assert pool["sv_idle"] + pool["sv_used"] + pool["sv_active"] >= 1  # a server connection

@@ -1,8 +1,11 @@
-"""The conformance fixture: every connector and driver, one line each.
+"""The conformance fixture: every connector and driver, one line each, in two topologies.
 
 Behaviour shared by connectors is tested once, in this folder, on the
 ``subject`` fixture below; each connector's own quirks live in its own test
-file. A new connector or driver is one new module plus one line in
+file. Every test runs on every connector twice: ``direct`` to the server, and
+``pgbouncer``, its statements through a real PgBouncer in transaction mode (the
+``pgbouncer`` fixture), built with the one setting its driver needs there and,
+when async, ``listen_dsn=`` the server itself (see :class:`Route`). A new connector or driver is one new module plus one line in
 :data:`CONNECTORS` (and one in :data:`EXTERNAL_CONNECTIONS` if it defers on
 the caller's own connection, or in :data:`WRAPPED_CONNECTIONS` if it is a
 Queue-face driver over one connection of the caller's).
@@ -24,6 +27,7 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 import sqlalchemy
+from psycopg.conninfo import conninfo_to_dict
 
 from pgqueue_ref import (
     AiopgConnector,
@@ -37,21 +41,22 @@ from pgqueue_ref import (
 )
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 from pgqueue_ref.db import AsyncpgDriver, PsycopgDriver, SyncPsycopgDriver
+from pgqueue_ref.pooler import PgBouncer
 
 from . import queue_drivers, support_table
+from .queue_drivers import Made, Route
 
-# What an async factory returns: the connector, and how to clean up after it.
-Made = tuple[BaseConnector, Callable[[], Awaitable[None]]]
-
-# name -> factory(dsn) of an unopened connector, or an async factory of (connector, cleanup)
-# for drivers that wrap a connection the factory opens.
-CONNECTORS: dict[str, Callable[[str], BaseConnector | Awaitable[Made]]] = {
-    "PsycopgConnector": lambda dsn: PsycopgConnector(conninfo=dsn),
-    "AsyncpgConnector": lambda dsn: AsyncpgConnector(dsn=dsn),
-    "AiopgConnector": lambda dsn: AiopgConnector(dsn=dsn),
-    "SyncPsycopgConnector": lambda dsn: SyncPsycopgConnector(conninfo=dsn),
-    "Psycopg2Connector": lambda dsn: Psycopg2Connector(dsn=dsn),
-    "SQLAlchemyPsycopg2Connector": lambda dsn: SQLAlchemyPsycopg2Connector(dsn=dsn),
+# name -> factory(route) of an unopened connector, or an async factory of (connector,
+# cleanup) for drivers that wrap a connection the factory opens.
+CONNECTORS: dict[str, Callable[[Route], BaseConnector | Awaitable[Made]]] = {
+    "PsycopgConnector": lambda r: PsycopgConnector(
+        conninfo=r.dsn, kwargs=r.psycopg, listen_dsn=r.listen_dsn
+    ),
+    "AsyncpgConnector": lambda r: AsyncpgConnector(dsn=r.dsn, listen_dsn=r.listen_dsn, **r.asyncpg),
+    "AiopgConnector": lambda r: AiopgConnector(dsn=r.dsn, listen_dsn=r.listen_dsn),
+    "SyncPsycopgConnector": lambda r: SyncPsycopgConnector(conninfo=r.dsn, kwargs=r.psycopg),
+    "Psycopg2Connector": lambda r: Psycopg2Connector(dsn=r.dsn),  # psycopg2 never prepares
+    "SQLAlchemyPsycopg2Connector": lambda r: SQLAlchemyPsycopg2Connector(dsn=r.dsn),
     "AsyncpgDriver": queue_drivers.asyncpg_driver,
     "AsyncpgPoolDriver": queue_drivers.asyncpg_pool_driver,
     "PsycopgDriver": queue_drivers.psycopg_driver,
@@ -77,8 +82,8 @@ class CallerConnection:
 
 
 @contextlib.asynccontextmanager
-async def _psycopg_async(dsn: str) -> AsyncIterator[CallerConnection]:
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+async def _psycopg_async(route: Route) -> AsyncIterator[CallerConnection]:
+    async with await psycopg.AsyncConnection.connect(route.dsn, **route.psycopg) as conn:
         yield CallerConnection(
             conn, conn.commit, conn.rollback, lambda sql, *p: conn.execute(sql, p), conn.transaction
         )
@@ -115,21 +120,23 @@ async def _blocking(
         await asyncio.to_thread(conn.close)
 
 
-def _sqlalchemy_connection(dsn: str) -> sqlalchemy.engine.Connection:
-    url = sqlalchemy.engine.make_url(dsn).set(drivername="postgresql+psycopg2")
+def _sqlalchemy_connection(route: Route) -> sqlalchemy.engine.Connection:
+    url = sqlalchemy.engine.make_url(route.dsn).set(drivername="postgresql+psycopg2")
     # NullPool: closing the connection closes the DBAPI connection, nothing lingers.
     return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool).connect()
 
 
-# name -> factory(dsn) of the caller's own connection, for each connector whose
+# name -> factory(route) of the caller's own connection, for each connector whose
 # external_connection_type is set (configure(connection=...)).
-EXTERNAL_CONNECTIONS: dict[str, Callable[[str], AbstractAsyncContextManager[CallerConnection]]] = {
+EXTERNAL_CONNECTIONS: dict[
+    str, Callable[[Route], AbstractAsyncContextManager[CallerConnection]]
+] = {
     "PsycopgConnector": _psycopg_async,
-    "SyncPsycopgConnector": lambda dsn: _blocking(
-        lambda: psycopg.connect(dsn), "execute", "transaction"
+    "SyncPsycopgConnector": lambda r: _blocking(
+        lambda: psycopg.connect(r.dsn, **r.psycopg), "execute", "transaction"
     ),
-    "SQLAlchemyPsycopg2Connector": lambda dsn: _blocking(
-        lambda: _sqlalchemy_connection(dsn), "exec_driver_sql", "begin_nested"
+    "SQLAlchemyPsycopg2Connector": lambda r: _blocking(
+        lambda: _sqlalchemy_connection(r), "exec_driver_sql", "begin_nested"
     ),
     "PsycopgPoolDriver": _psycopg_async,  # a PsycopgConnector over the caller's pool
 }
@@ -173,10 +180,32 @@ WRAPPED_CONNECTIONS: dict[str, Callable[[BaseConnector], WrappedConnection]] = {
 }
 
 
+@dataclass(frozen=True)
+class Topology:
+    """How the subject reaches the server: ``direct``, or through ``bouncer``
+    (PgBouncer in transaction mode, LISTEN straight to the server)."""
+
+    name: str  # one of support_table.TOPOLOGIES
+    bouncer: PgBouncer | None = None
+
+    def route(self, dsn: str) -> Route:
+        """Where a connector for the database of ``dsn`` (a direct DSN) sends its statements."""
+        if self.bouncer is None:
+            return Route(dsn)
+        return Route(self.bouncer.dsn_for(dsn), listen_dsn=dsn)
+
+
+@pytest.fixture(params=support_table.TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> Topology:
+    if request.param == support_table.DIRECT:
+        return Topology(request.param)
+    return Topology(request.param, request.getfixturevalue("pgbouncer"))
+
+
 @contextlib.asynccontextmanager
-async def built(name: str, dsn: str) -> AsyncIterator[BaseConnector]:
-    """A fresh, unopened connector of ``CONNECTORS[name]`` on ``dsn``, cleaned up after."""
-    made = CONNECTORS[name](dsn)
+async def built(name: str, route: Route) -> AsyncIterator[BaseConnector]:
+    """A fresh, unopened connector of ``CONNECTORS[name]`` on ``route``, cleaned up after."""
+    made = CONNECTORS[name](route)
     connector, cleanup = await made if inspect.isawaitable(made) else (made, None)
     try:
         yield connector
@@ -194,10 +223,21 @@ class Subject:
     connector: BaseConnector
     app: App
     node: pytest.Item
+    topology: Topology
+    route: Route  # where the connector's statements go
 
     @property
     def is_async(self) -> bool:
         return isinstance(self.connector, AsyncConnector)
+
+    @property
+    def pooled(self) -> bool:
+        """Its statements go through PgBouncer in transaction mode."""
+        return self.topology.bouncer is not None
+
+    def route_to(self, dsn: str) -> Route:
+        """The route, in this subject's topology, to another database (a direct DSN)."""
+        return self.topology.route(dsn)
 
     # A test that cannot say "yes" for this connector gives its verdict with one
     # of these; the support table shows it and the reason. The first two record
@@ -259,11 +299,28 @@ class Subject:
 
 
 @pytest.fixture(params=list(CONNECTORS))
-async def subject(request: pytest.FixtureRequest, dsn: str) -> AsyncIterator[Subject]:
-    async with built(request.param, dsn) as connector:
+async def subject(
+    request: pytest.FixtureRequest, dsn: str, topology: Topology
+) -> AsyncIterator[Subject]:
+    route = topology.route(dsn)
+    async with built(request.param, route) as connector:
         app = App(connector=connector)
         async with _opened(connector):
-            yield Subject(request.param, connector, app, request.node)
+            subject = Subject(request.param, connector, app, request.node, topology, route)
+            if topology.bouncer is not None:
+                await _check_it_goes_through(subject, topology.bouncer, dsn)
+            yield subject
+
+
+async def _check_it_goes_through(subject: Subject, bouncer: PgBouncer, dsn: str) -> None:
+    """Each test's database is new, so PgBouncer has a pool for it only once a
+    client reached it through the pooler: the subject's statement just did."""
+    assert await subject.fetch_all("SELECT 1 AS one", {}) == [{"one": 1}]
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    pools = await asyncio.to_thread(bouncer.show, "POOLS")
+    assert dbname in {pool["database"] for pool in pools}, (
+        f"{subject.name}'s statements did not go through PgBouncer"
+    )
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,7 @@ the conformance suite's own results so that it cannot drift from the code.
 How it stays honest:
 
 * The conformance ``conftest.py`` records the outcome of every (test,
-  connector) pair as it runs (:func:`record`): "yes" when the test passed;
+  connector, topology) as it runs (:func:`record`): "yes" when the test passed;
   "no" or "n/a" when it passed *after* checking that the connector refuses
   clearly (``subject.unsupported(reason)``) or what it does instead
   (``subject.not_applicable(reason)``); "no" or "n/a", marked skipped, when
@@ -17,12 +17,14 @@ How it stays honest:
   ``docs/connectors.md`` is exactly that text; with ``PGQUEUE_REF_UPDATE_SUPPORT_TABLE=1``
   in the environment (``python tools/support_table.py``) it writes the file
   instead, and only from a run where nothing failed. When only some pairs
-  ran (``-k``, one file), it still checks that the committed table names
-  every connector and every conformance test.
+  ran (``-k``, one file, no pgbouncer installed), it still checks that the
+  committed table names every connector and every conformance test.
 
 Rows are the conformance tests, module by module and in file order within
 each, labelled by the first line of their docstring; columns are the
-connectors of ``CONNECTORS``.
+connectors of ``CONNECTORS``, direct to the server, then one column for the
+``pgbouncer`` topology: "as direct" when every connector gave the same verdict
+through PgBouncer, else each connector whose verdict differs, with it.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ from pathlib import Path
 import pytest
 
 __all__ = [
+    "DIRECT",
     "DOC",
     "NO",
     "NOT_APPLICABLE",
+    "PGBOUNCER",
     "RESULTS",
+    "TOPOLOGIES",
     "UPDATE_ENV",
     "Cell",
     "Row",
@@ -53,6 +58,9 @@ __all__ = [
 DOC = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
 UPDATE_ENV = "PGQUEUE_REF_UPDATE_SUPPORT_TABLE"
 YES, NO, NOT_APPLICABLE, FAILED = "yes", "no", "n/a", "FAILED"
+#: How the subject reaches the server: straight, or through PgBouncer in transaction mode.
+DIRECT, PGBOUNCER = "direct", "pgbouncer"
+TOPOLOGIES = (DIRECT, PGBOUNCER)
 _TABLE_CHECK_MODULE = "test_support_table.py"
 
 
@@ -69,8 +77,8 @@ class Row:
     label: str  # the first line of its docstring
 
 
-#: (test function name, connector name) -> outcome, for this pytest session.
-RESULTS: dict[tuple[str, str], Cell] = {}
+#: (test function name, connector name, topology) -> outcome, for this pytest session.
+RESULTS: dict[tuple[str, str, str], Cell] = {}
 
 
 def is_table_check(item: pytest.Item) -> bool:
@@ -78,11 +86,12 @@ def is_table_check(item: pytest.Item) -> bool:
 
 
 def record(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Note the outcome of one conformance test on one connector."""
+    """Note the outcome of one conformance test on one connector in one topology."""
     callspec = getattr(item, "callspec", None)
     if callspec is None or "subject" not in callspec.params:
         return
-    key = (getattr(item, "originalname", item.name), callspec.params["subject"])
+    test = getattr(item, "originalname", item.name)
+    key = (test, callspec.params["subject"], callspec.params["topology"])
     verdicts = [(k, str(v)) for k, v in item.user_properties if k in (NO, NOT_APPLICABLE)]
     if report.failed:  # in any phase
         RESULTS[key] = Cell(FAILED, report.outcome)
@@ -124,19 +133,31 @@ def conformance_modules() -> list[object]:
 
 
 def render(
-    table_rows: Sequence[Row], connectors: Sequence[str], results: Mapping[tuple[str, str], Cell]
+    table_rows: Sequence[Row],
+    connectors: Sequence[str],
+    results: Mapping[tuple[str, str, str], Cell],
 ) -> str:
     """The markdown of ``docs/connectors.md``."""
     notes: list[str] = []
 
-    def cell(row: Row, connector: str) -> str:
-        found = results[(row.test, connector)]
+    def cell(row: Row, connector: str, topology: str = DIRECT) -> str:
+        found = results[(row.test, connector, topology)]
         if not found.reason or found.outcome == FAILED:
             return found.outcome
         note = f"{found.outcome}{', skipped' if found.skipped else ''}: {found.reason}"
         if note not in notes:
             notes.append(note)
         return f"{found.outcome} [{notes.index(note) + 1}]"
+
+    def through_pgbouncer(row: Row) -> str:
+        """The cell: "as direct", or each verdict that differs there, with its connectors."""
+        differ: dict[str, list[str]] = {}  # verdict -> connectors, in column order
+        for connector in connectors:
+            if results[(row.test, connector, PGBOUNCER)] != results[(row.test, connector, DIRECT)]:
+                differ.setdefault(cell(row, connector, PGBOUNCER), []).append(f"`{connector}`")
+        if not differ:
+            return "as direct"
+        return "; ".join(f"{', '.join(names)}: {verdict}" for verdict, names in differ.items())
 
     lines = [
         "# What each connector supports",
@@ -151,12 +172,28 @@ def render(
         "A note marked *skipped* is a case with nothing to check (no call that could refuse,",
         "no question to ask): the test skipped there, with the note as its reason.",
         "",
-        "| behaviour (test) | " + " | ".join(f"`{name}`" for name in connectors) + " |",
-        "| --- |" + " --- |" * len(connectors),
+        "The connector columns are the suite run direct to the server. The last column is",
+        "the whole suite run again with every connector and driver behind a real PgBouncer",
+        "in transaction mode (`pgqueue_ref.pooler.PgBouncer`, no prepared-statement tracking):",
+        "each one built the same way, but its statements through the pooler, with the one",
+        "setting its driver needs there (`prepare_threshold=None` for psycopg 3,",
+        "`statement_cache_size=0` for asyncpg; psycopg2 needs none) and, on the async ones,",
+        "`listen_dsn=` the server itself for LISTEN, as",
+        "[the how-to](connectors-howto.md#behind-a-transaction-pooler-pgbouncer-supavisor-rds-proxy)",
+        "says. Each of those tests first checks that PgBouncer carried the connector's",
+        "statement. **as direct** means every connector gave the same verdict there as in",
+        "its own column; otherwise the cell names each connector whose verdict differs,",
+        "and gives it.",
+        "",
+        "| behaviour (test) | "
+        + " | ".join(f"`{name}`" for name in connectors)
+        + " | through PgBouncer (transaction mode) |",
+        "| --- |" + " --- |" * (len(connectors) + 1),
     ]
-    for row in table_rows:
-        cells = " | ".join(cell(row, connector) for connector in connectors)
-        lines.append(f"| {row.label} (`{row.test}`) | {cells} |")
+    # The direct cells first, so that the notes only the PgBouncer column needs come last.
+    direct = [" | ".join(cell(row, connector) for connector in connectors) for row in table_rows]
+    for row, cells in zip(table_rows, direct):
+        lines.append(f"| {row.label} (`{row.test}`) | {cells} | {through_pgbouncer(row)} |")
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"{number}. {note}" for number, note in enumerate(notes, 1)]

@@ -29,8 +29,11 @@ from pgqueue_ref.exceptions import (
     SyncConnectorConfigurationError,
 )
 from pgqueue_ref.jobs import Face, JobSpec
+from pgqueue_ref.pooler import PgBouncer
 
-from .conftest import CONNECTORS, EXTERNAL_CONNECTIONS, Subject, built
+from .conftest import CONNECTORS, EXTERNAL_CONNECTIONS, Subject, Topology, built
+from .queue_drivers import Route
+from .support_table import PGBOUNCER
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -113,7 +116,7 @@ async def test_external_connection_defers_inside_the_callers_transaction(
 
 async def _defers_inside_the_callers_transaction(subject: Subject, dsn: str, db: Db) -> None:
     assert subject.name in EXTERNAL_CONNECTIONS, "add its connection factory to the conftest"
-    async with EXTERNAL_CONNECTIONS[subject.name](dsn) as caller:
+    async with EXTERNAL_CONNECTIONS[subject.name](subject.route) as caller:
         await subject.defer_job("t", {"connection": caller.connection}, n=1)
         assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]  # not committed yet
         await caller.rollback()
@@ -159,18 +162,41 @@ async def test_sql_text_reaches_the_server_unchanged(subject: Subject) -> None:
 async def test_unreachable_server_is_connection_failed_at_open(subject: Subject) -> None:
     """An unreachable server: ConnectionFailed at open, at once, naming the address"""
     _skip_if_it_wraps_the_callers_connection(subject)
-    app = App(connector=CONNECTORS[subject.name]("postgresql://u:secret@127.0.0.1:1/x"))
-    with pytest.raises(ConnectionFailed) as caught:
-        await asyncio.wait_for(subject.call(app, "open"), 10)  # not after a pool's 30 s timeout
-    message = str(caught.value)
-    assert "127.0.0.1" in message
-    assert "secret" not in message
+    nowhere = "postgresql://u:secret@127.0.0.1:1/x"
+    if subject.pooled:
+        await _a_server_down_behind_pgbouncer_makes_open_wait(subject, nowhere)
+    else:
+        app = App(connector=CONNECTORS[subject.name](Route(nowhere)))
+        with pytest.raises(ConnectionFailed) as caught:
+            await asyncio.wait_for(subject.call(app, "open"), 10)  # not after a pool's 30 s
+        message = str(caught.value)
+        assert "127.0.0.1" in message
+        assert "secret" not in message
+
+
+async def _a_server_down_behind_pgbouncer_makes_open_wait(subject: Subject, nowhere: str) -> None:
+    """The pooler is up, the server behind it is not: PgBouncer takes the client's
+    login and holds it while it retries the server (``query_wait_timeout``, 120 s by
+    default), so open waits; it fails, with ConnectionFailed, once the pooler goes."""
+    with PgBouncer(nowhere) as pooler_of_nothing:
+        route = Topology(PGBOUNCER, pooler_of_nothing).route(nowhere)
+        app = App(connector=CONNECTORS[subject.name](route))
+        opening = asyncio.ensure_future(subject.call(app, "open"))
+        done, _ = await asyncio.wait({opening}, timeout=1)
+        assert not done, opening.exception() or "opened a connector to a server that is down"
+    with pytest.raises(ConnectionFailed) as caught:  # the pooler stopped: its clients are closed
+        await asyncio.wait_for(opening, 10)
+    assert "secret" not in str(caught.value)
+    subject.unsupported(
+        "a server down behind PgBouncer: open waits (PgBouncer holds the login while it "
+        "retries the server, until its `query_wait_timeout`, 120 s by default)"
+    )
 
 
 async def test_using_a_closed_connector_says_to_open_it(subject: Subject, dsn: str) -> None:
     """Used before open (or after close): ConnectorNotOpen, saying what to call"""
     _skip_if_it_wraps_the_callers_connection(subject)
-    app = App(connector=CONNECTORS[subject.name](dsn))
+    app = App(connector=CONNECTORS[subject.name](subject.route))
     deferrer = app.configure_task("t")
     attempts = [asyncio.to_thread(deferrer.defer)]  # as a blocking script would
     if subject.is_async:
@@ -189,7 +215,7 @@ async def test_using_a_closed_connector_says_to_open_it(subject: Subject, dsn: s
 
 async def test_applies_the_schema_twice(subject: Subject, empty_dsn: str) -> None:
     """Applies the schema to an empty database, and again (idempotent)"""
-    async with built(subject.name, empty_dsn) as connector:
+    async with built(subject.name, subject.route_to(empty_dsn)) as connector:
         app = App(connector=connector)
         await subject.call(app, "open")
         try:
@@ -208,7 +234,7 @@ async def test_applies_the_schema_twice(subject: Subject, empty_dsn: str) -> Non
 async def test_blocking_use_outside_an_event_loop(subject: Subject, dsn: str, db: Db) -> None:
     """Blocking use: `with app.open():`, `defer()`, `batch_defer()`"""
     _skip_if_it_wraps_the_callers_connection(subject)
-    app = App(connector=CONNECTORS[subject.name](dsn))
+    app = App(connector=CONNECTORS[subject.name](subject.route))
     deferrer = app.configure_task("t")
 
     def blocking_application() -> tuple[list[int], Status | None]:
@@ -229,7 +255,7 @@ async def test_blocking_use_outside_an_event_loop(subject: Subject, dsn: str, db
 
 async def test_async_use(subject: Subject, dsn: str, db: Db) -> None:
     """Async use: `async with app.open_async():`, `defer_async()`"""
-    async with built(subject.name, dsn) as connector:
+    async with built(subject.name, subject.route) as connector:
         app = App(connector=connector)
         if subject.is_async:
             await _async_use(app, db)

@@ -10,7 +10,7 @@ from typing import Any
 from pgqueue_ref import App, PsycopgConnector
 from pgqueue_ref.exceptions import ConnectionFailed
 
-from .conftest import Subject
+from .conftest import WRAPPED_CONNECTIONS, Subject
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -54,6 +54,7 @@ async def test_worker_survives_killed_connections(subject: Subject, dsn: str, db
     )
     running = asyncio.create_task(worker.run())
     lost = False
+    deferred = 50  # jobs 0 .. deferred - 1 are in the table
     try:
         await asyncio.wait_for(worker.listening.wait(), 5)
         defer(0, 50)
@@ -66,8 +67,9 @@ async def test_worker_survives_killed_connections(subject: Subject, dsn: str, db
             if subject.connector.connection_lost():  # a driver over one caller's connection
                 lost = True
                 break
-            defer(50 * (round_ + 1), 50)
-            expected = 50 * (round_ + 2)
+            defer(deferred, 50)
+            deferred += 50
+            expected = deferred
             await _until(lambda: recorded() == expected, 30, f"the jobs after kill {round_ + 1}")  # noqa: B023
         else:
             # And LISTEN is back: with polling at 60 s, only a NOTIFY wakes it in time
@@ -82,17 +84,29 @@ async def test_worker_survives_killed_connections(subject: Subject, dsn: str, db
         (ended,) = await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 30)
 
     if lost:
-        await _one_connection_driver_stops_and_loses_nothing(subject, ended, defer, dsn, ran, db)
+        await _one_connection_driver_stops_and_loses_nothing(
+            subject, ended, defer, deferred, dsn, ran, db
+        )
     else:
         assert ended is worker.stats  # it ran to the end, no exception
         assert sorted(ran) == list(range(201))  # none lost, none run twice
         assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [("succeeded", 201)]
+    if subject.pooled and subject.name in WRAPPED_CONNECTIONS:
+        # Its one connection is to PgBouncer, not to the killed server process:
+        # PgBouncer takes another server connection for the next transaction, but
+        # closes the client when the kill lands inside one. Which, depends on timing.
+        subject.unsupported(
+            "its one connection is to PgBouncer: a kill between its transactions it "
+            "survives, one inside a transaction makes PgBouncer close it, and the worker "
+            "stops with ConnectionFailed, no job lost"
+        )
 
 
 async def _one_connection_driver_stops_and_loses_nothing(
     subject: Subject,
     ended: object,
     defer: Callable[[int, int], None],
+    deferred: int,
     dsn: str,
     ran: list[int],
     db: Db,
@@ -101,7 +115,7 @@ async def _one_connection_driver_stops_and_loses_nothing(
     stops with ConnectionFailed saying so, and a worker elsewhere runs the rest."""
     assert isinstance(ended, ConnectionFailed), ended
     assert "a driver cannot reopen a connection it was handed" in str(ended)
-    defer(50, 10)
+    defer(deferred, 10)
     rescue = App(connector=PsycopgConnector(conninfo=dsn))
 
     @rescue.task(name="n")
@@ -110,8 +124,12 @@ async def _one_connection_driver_stops_and_loses_nothing(
 
     async with rescue.open_async():  # stalled_after=0: the dead worker's claims come back at once
         await rescue.run_worker_async(wait=False, stalled_after=0, heartbeat_interval=0)
-    assert sorted(ran) == list(range(60))
-    assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [("succeeded", 60)]
-    subject.unsupported(
-        "its one connection is the caller's: the worker stops with ConnectionFailed, no job lost"
-    )
+    assert sorted(ran) == list(range(deferred + 10))
+    assert db("SELECT status, count(*) FROM pgqueue_jobs GROUP BY 1") == [
+        ("succeeded", deferred + 10)
+    ]
+    if not subject.pooled:
+        subject.unsupported(
+            "its one connection is the caller's: the worker stops with ConnectionFailed, "
+            "no job lost"
+        )

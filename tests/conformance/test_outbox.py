@@ -27,7 +27,7 @@ async def caller(subject: Subject, dsn: str, db: Db) -> AsyncIterator[CallerConn
     if subject.name not in EXTERNAL_CONNECTIONS:
         subject.skip_not_applicable("takes no external connection")
     db("CREATE TABLE orders (id integer PRIMARY KEY)")
-    async with EXTERNAL_CONNECTIONS[subject.name](dsn) as conn:
+    async with EXTERNAL_CONNECTIONS[subject.name](subject.route) as conn:
         yield conn
 
 

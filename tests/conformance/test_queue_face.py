@@ -192,7 +192,7 @@ async def test_queue_size_and_status_counts(subject: Subject) -> None:
 
 async def test_install_applies_the_schema_twice(subject: Subject, empty_dsn: str) -> None:
     """Queue face: `install()` applies the schema to an empty database, and again (idempotent)"""
-    async with built(subject.name, empty_dsn) as connector:
+    async with built(subject.name, subject.route_to(empty_dsn)) as connector:
         app = App(connector=connector)  # opens a connector; a driver is open already
         await subject.call(app, "open")
         try:
