@@ -30,6 +30,7 @@ there is no wheel), found on ``PATH`` or in ``/usr/sbin``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,7 +46,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .embedded import EmbeddedPostgresError, _chown_tree, _unprivileged_ids
 
-__all__ = ["PgBouncer", "PgBouncerError", "find_pgbouncer"]
+__all__ = ["PgBouncer", "PgBouncerError", "find_pgbouncer", "pgbouncer_version"]
 
 #: Where Debian puts the program, which is not on a user's PATH there.
 SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/opt/homebrew/bin")
@@ -74,6 +75,15 @@ def find_pgbouncer() -> str | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
+
+
+def pgbouncer_version(program: str) -> tuple[int, ...]:
+    """``pgbouncer --version``'s first line, ``PgBouncer 1.18.0``, as ``(1, 18, 0)``."""
+    done = subprocess.run([program, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"PgBouncer (\d+(?:\.\d+)*)", done.stdout)
+    if found is None:
+        raise PgBouncerError(f"{program} --version said {done.stdout.strip()!r}: not PgBouncer?")
+    return tuple(int(part) for part in found.group(1).split("."))
 
 
 def _free_port() -> int:
@@ -115,8 +125,11 @@ class PgBouncer:
         #: ``server_dsn``'s user and database through the pooler (see :meth:`dsn_for`).
         self.dsn = self.dsn_for(server_dsn)
         self._folder = Path(tempfile.mkdtemp(prefix="pgqueue_ref-pgbouncer-"))
+        self.version = pgbouncer_version(program)
+        #: The configuration it runs with (removed with its folder by :meth:`stop`).
+        self.config_path = self._folder / "pgbouncer.ini"
         self._write_config(server, pool_size)
-        command = [program, str(self._folder / "pgbouncer.ini")]
+        command = [program, str(self.config_path)]
         if os.geteuid() == 0:  # PgBouncer refuses to run as root, as PostgreSQL does
             uid, gid = _unprivileged_ids()
             os.chmod(self._folder, 0o755)
@@ -144,7 +157,7 @@ class PgBouncer:
         host = server.get("host") or "127.0.0.1"
         port = server.get("port") or "5432"
         (self._folder / "users.txt").write_text(f'"{self.user}" ""\n')
-        (self._folder / "pgbouncer.ini").write_text(
+        self.config_path.write_text(
             "[databases]\n"
             f"* = host={host} port={port}\n"
             "[pgbouncer]\n"
@@ -161,6 +174,10 @@ class PgBouncer:
             # May read the admin console (SHOW POOLS, ...): see show().
             f"stats_users = {self.user}\n"
             f"logfile = {self._folder / 'pgbouncer.log'}\n"
+            # 1.21 learnt to track prepared statements (on by default from 1.24); the kit's
+            # pooler keeps the classic behaviour that the lessons and tests show, on every
+            # version. 1.18 refuses settings it does not know, so only where it exists.
+            + ("max_prepared_statements = 0\n" if self.version >= (1, 21) else "")
         )
 
     def _wait_until_listening(self, timeout: float) -> None:

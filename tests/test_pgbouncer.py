@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from pgqueue_ref import App
 from pgqueue_ref.connectors import AsyncConnector
 from pgqueue_ref.db import AsyncpgDriver, AsyncpgPoolDriver, PsycopgDriver, PsycopgPoolDriver
 from pgqueue_ref.exceptions import ConnectionFailed, PreparedStatementError
+from pgqueue_ref.pooler import PgBouncer, find_pgbouncer, pgbouncer_version
 from pgqueue_ref.sql import QUERIES, SCHEMA
 
 # Each subject: an async connector or driver whose statements go through the pooler
@@ -255,3 +257,18 @@ def test_show_pools_names_each_database_a_client_reached(
     (pool,) = [pool for pool in pgbouncer.show("POOLS") if pool["database"] == dbname]
     assert pool["pool_mode"] == "transaction"
     assert pool["sv_idle"] + pool["sv_used"] + pool["sv_active"] >= 1  # a server connection
+
+
+def test_the_kit_pooler_turns_prepared_statement_tracking_off_where_it_exists(
+    pgbouncer: PgBouncer, tmp_path: Path
+) -> None:
+    assert pgbouncer.version >= (1, 0) and pgbouncer.version == pgbouncer_version(
+        find_pgbouncer() or ""
+    )
+    config = pgbouncer.config_path.read_text()
+    tracked = "max_prepared_statements = 0" in config
+    assert tracked == (pgbouncer.version >= (1, 21))  # 1.18 refuses settings it does not know
+    fake = tmp_path / "pgbouncer"
+    fake.write_text("#!/bin/sh\necho 'PgBouncer 1.24.1'\necho 'libevent 2.1.12-stable'\n")
+    fake.chmod(0o755)
+    assert pgbouncer_version(str(fake)) == (1, 24, 1)
