@@ -151,7 +151,8 @@ class App:
         Each period, one job is deferred across every worker, called with
         ``timestamp`` (the period's start, epoch seconds) and ``task_kwargs``.
         A sixth cron field counts seconds. ``periodic_id`` tells apart several
-        schedules of one task. ``configure_kwargs`` are :meth:`Task.configure`'s
+        schedules of one task. ``configure_kwargs`` are
+        :meth:`~pgqueue_ref.tasks.Task.configure`'s
         queue, priority, lock and queueing_lock. Continuous workers
         (``wait=True``) defer; see :mod:`pgqueue_ref.periodic` for missed periods.
         Raises InvalidCronExpression, naming the expression, and
@@ -298,7 +299,9 @@ class App:
 
     async def run_worker_async(self, **options: Any) -> WorkerStats:
         """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return,
-        ``delete_jobs="successful"`` to delete jobs once they succeed (see :class:`Worker`).
+        ``delete_jobs="successful"`` to delete jobs once they succeed (see
+        :class:`~pgqueue_ref.worker.Worker`). A continuous worker also defers the
+        app's periodic tasks (:mod:`pgqueue_ref.periodic`).
 
         In a notebook, cancelling the cell (or the task) stops it gracefully.
         """

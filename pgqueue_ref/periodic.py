@@ -35,9 +35,9 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
@@ -47,7 +47,15 @@ from .tasks import JobDeferrer, TaskDefinition
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["MAX_DELAY", "Cron", "PeriodicDeferrer", "PeriodicTask", "due_periods"]
+__all__ = [
+    "MAX_DELAY",
+    "Cron",
+    "PeriodLoop",
+    "PeriodicDeferrer",
+    "PeriodicTask",
+    "check_takes_timestamp",
+    "due_periods",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +63,6 @@ logger = logging.getLogger(__name__)
 MAX_DELAY = 600.0
 #: Seconds the loop oversleeps each tick, so that it never wakes just before one.
 MARGIN = 0.05
-
-K = TypeVar("K", bound=Hashable)
 
 
 class Cron:
@@ -105,19 +111,20 @@ def due_periods(cron: Cron, last: int | None, now: float, max_delay: float) -> l
     return periods
 
 
-class PeriodLoop(Generic[K]):
+class PeriodLoop:
     """Sleep until the next period of any cron, fire what is due, again: both faces'
-    periodic loops. A subclass says what firing means (:meth:`fire`)."""
+    periodic loops. A subclass says what firing means (``fire``)."""
 
-    def __init__(self, crons: Mapping[K, Cron], max_delay: float) -> None:
+    def __init__(self, crons: Mapping[tuple[str, str], Cron], max_delay: float) -> None:
         if max_delay < 0:
             raise ValueError(f"max_delay={max_delay!r}: expected 0 or more seconds")
         self.crons = dict(crons)
         self.max_delay = max_delay
-        #: The last period handled per key: fired, or found already fired by another worker.
-        self.last: dict[K, int] = {}
+        #: The last period handled per key, (task name, periodic id) or (entrypoint,
+        #: expression): fired, or found already fired by another worker.
+        self.last: dict[tuple[str, str], int] = {}
 
-    async def fire(self, key: K, period: int) -> None:
+    async def fire(self, key: tuple[str, str], period: int) -> None:
         raise NotImplementedError
 
     async def tick(self, now: float) -> None:
@@ -176,7 +183,7 @@ def check_takes_timestamp(definition: TaskDefinition) -> None:
     )
 
 
-class PeriodicDeferrer(PeriodLoop[tuple[str, str]]):
+class PeriodicDeferrer(PeriodLoop):
     """The App face's loop: defers one job per due period of each periodic task."""
 
     def __init__(self, app: App, max_delay: float = MAX_DELAY) -> None:

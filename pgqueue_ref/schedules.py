@@ -32,7 +32,7 @@ from .connectors import Row
 from .manager import JobManager
 from .periodic import MAX_DELAY, Cron, PeriodLoop
 
-__all__ = ["Schedule", "ScheduleContext", "Scheduler"]
+__all__ = ["Schedule", "ScheduleContext", "ScheduleEntry", "Scheduler", "schedule_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _utc(timestamp: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
-class Scheduler(PeriodLoop[tuple[str, str]]):
+class Scheduler(PeriodLoop):
     """The Queue face's loop: claims each due period of each schedule, and runs the
     callback of the ones it won."""
 

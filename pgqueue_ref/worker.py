@@ -30,6 +30,10 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
   ``heartbeat_interval`` seconds; jobs of workers silent for ``stalled_after``
   seconds go back to the queue.
+* **Periodic.** With ``wait=True`` only, the face's periodic loop
+  (:mod:`pgqueue_ref.periodic`, :mod:`pgqueue_ref.schedules`) sleeps until
+  the next cron period and defers (App face) or fires (Queue face) it; the
+  database makes each period happen once across workers.
 * **Fence.** A timer of its own, awaiting no query: when no heartbeat has
   succeeded for ``stalled_after / 2`` seconds (counted from the moment the
   last good one was *sent*), the worker fences itself: it claims nothing,
