@@ -26,10 +26,16 @@ from typing import Any, Self, overload
 
 from .builtin_tasks import BUILTIN_TASKS
 from .connectors import BaseConnector, require_async
-from .exceptions import InvalidQueueName, SyncCallInAsyncContext, TaskNotFound
+from .exceptions import (
+    InvalidPeriodicTask,
+    InvalidQueueName,
+    SyncCallInAsyncContext,
+    TaskNotFound,
+)
 from .jobs import Face, Job
 from .manager import JobManager, SchemaManager
 from .names import identifier
+from .periodic import Cron, PeriodicDeferrer, PeriodicTask, check_takes_timestamp
 from .retry import RetryStrategy, retry_strategy
 from .tasks import JobContext, JobDeferrer, Task, TaskDefinition
 from .worker import Runnable, Worker, WorkerStats
@@ -43,12 +49,25 @@ class App:
     """Tasks, a connector, and the worker that runs the tasks' jobs."""
 
     def __init__(
-        self, *, connector: BaseConnector, worker_defaults: Mapping[str, Any] | None = None
+        self,
+        *,
+        connector: BaseConnector,
+        worker_defaults: Mapping[str, Any] | None = None,
+        periodic_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.connector = connector
         #: Default keyword arguments of run_worker / run_worker_async.
         self.worker_defaults: dict[str, Any] = dict(worker_defaults or {})
+        #: procrastinate's: ``{"max_delay": seconds}``, how old a period may be and still be
+        #: deferred (default :data:`pgqueue_ref.periodic.MAX_DELAY`, 600).
+        self.periodic_defaults: dict[str, Any] = dict(periodic_defaults or {})
+        unknown = set(self.periodic_defaults) - {"max_delay"}
+        if unknown:
+            raise TypeError(
+                f"periodic_defaults: unknown keys {sorted(unknown)}; expected max_delay"
+            )
         self._registry: dict[str, TaskDefinition] = {}
+        self._periodic: dict[tuple[str, str], PeriodicTask] = {}
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # made by app.worker()
 
     # The managers follow the connector, so replace_connector() swaps them too.
@@ -115,6 +134,60 @@ class App:
 
         return register if func is None else register(func)
 
+    def periodic(
+        self,
+        *,
+        cron: str,
+        periodic_id: str = "",
+        task_kwargs: Mapping[str, Any] | None = None,
+        **configure_kwargs: Any,
+    ) -> Callable[[Task], Task]:
+        """Run a task on a cron schedule, above ``@app.task``::
+
+            @app.periodic(cron="0 * * * *", periodic_id="hourly")
+            @app.task(name="report")
+            async def report(timestamp: int) -> None: ...
+
+        Each period, one job is deferred across every worker, called with
+        ``timestamp`` (the period's start, epoch seconds) and ``task_kwargs``.
+        A sixth cron field counts seconds. ``periodic_id`` tells apart several
+        schedules of one task. ``configure_kwargs`` are
+        :meth:`~pgqueue_ref.tasks.Task.configure`'s
+        queue, priority, lock and queueing_lock. Continuous workers
+        (``wait=True``) defer; see :mod:`pgqueue_ref.periodic` for missed periods.
+        Raises InvalidCronExpression, naming the expression, and
+        InvalidPeriodicTask for a function that takes no ``timestamp``.
+        """
+        parsed = Cron(cron)
+        allowed = {"queue", "priority", "lock", "queueing_lock"}
+        if set(configure_kwargs) - allowed:
+            raise TypeError(
+                f"periodic(): unknown options {sorted(set(configure_kwargs) - allowed)}; "
+                f"expected {sorted(allowed)} (a periodic job runs at its period, not later)"
+            )
+
+        def register(task: Task) -> Task:
+            if not isinstance(task, Task):
+                raise InvalidPeriodicTask(
+                    f"@app.periodic goes above @app.task, on the task it makes; got {task!r}"
+                )
+            check_takes_timestamp(task.definition)
+            JobDeferrer(self, task.definition, **configure_kwargs)  # check the options now
+            periodic = PeriodicTask(
+                task.definition, parsed, periodic_id, dict(task_kwargs or {}), configure_kwargs
+            )
+            if periodic.key in self._periodic:
+                logger.debug("periodic task %r redefined", periodic.key)  # a notebook re-run
+            self._periodic[periodic.key] = periodic
+            return task
+
+        return register
+
+    @property
+    def periodic_tasks(self) -> Mapping[tuple[str, str], PeriodicTask]:
+        """Every ``@app.periodic`` registration, by (task name, periodic id)."""
+        return dict(self._periodic)
+
     @property
     def tasks(self) -> Mapping[str, Task]:
         """Every registered task, bound to this app (a snapshot)."""
@@ -140,6 +213,8 @@ class App:
         """A second app over the same tasks, deferring through ``connector``."""
         other = App(connector=connector, worker_defaults=self.worker_defaults)
         other._registry = self._registry  # shared: a task registered on either is seen by both
+        other._periodic = self._periodic
+        other.periodic_defaults = self.periodic_defaults
         return other
 
     @contextlib.contextmanager
@@ -211,10 +286,12 @@ class App:
     def worker(self, **options: Any) -> Worker:
         """A worker for this app's jobs; ``run_worker_async`` runs one. Closing the app
         stops it first."""
+        deferrer = PeriodicDeferrer(self, **self.periodic_defaults) if self._periodic else None
         worker = Worker(
             manager=self.job_manager,
             face=Face.APP,
             handler=self,
+            periodic=deferrer.run_forever if deferrer is not None else None,
             **{**self.worker_defaults, **options},
         )
         self._workers.add(worker)
@@ -222,7 +299,9 @@ class App:
 
     async def run_worker_async(self, **options: Any) -> WorkerStats:
         """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return,
-        ``delete_jobs="successful"`` to delete jobs once they succeed (see :class:`Worker`).
+        ``delete_jobs="successful"`` to delete jobs once they succeed (see
+        :class:`~pgqueue_ref.worker.Worker`). A continuous worker also defers the
+        app's periodic tasks (:mod:`pgqueue_ref.periodic`).
 
         In a notebook, cancelling the cell (or the task) stops it gracefully.
         """

@@ -5,7 +5,7 @@ Commands a user of procrastinate or PgQueuer expects::
     schema apply | schema check     create the tables (idempotent) / say whether they are there
     defer TASK [JSON]               defer a job by task name, arguments as a JSON object
     worker                          run a worker for an app (--app module:attribute)
-    status                          jobs per face, queue and status
+    status                          jobs per face, queue and status; the Queue face's schedules
     jobs                            the most recent jobs
     jobs prune --older-than HOURS   delete jobs finished more than HOURS ago
     embedded                        start a throwaway PostgreSQL and print its DSN
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import importlib
 import json
 import logging
@@ -154,9 +155,21 @@ async def cmd_status(args: argparse.Namespace) -> int:
     app = the_app(args)
     async with app.open_async():
         rows = await app.job_manager.status_counts_async()
+        schedules = await app.job_manager.list_schedules_async()
     print(format_table(["face", "queue", "status", "jobs"],
                        [[r["face"], r["queue"], r["status"], r["count"]] for r in rows]))  # fmt: skip
+    if schedules:  # the Queue face's @pgq.schedule rows
+        print()
+        print(format_table(
+            ["schedule", "expression", "status", "last_run", "next_run"],
+            [[r["entrypoint"], r["expression"], r["status"], _when(r["last_run"]),
+              _when(r["next_run"])] for r in schedules],
+        ))  # fmt: skip
     return 0
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def cmd_jobs(args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ The tree::
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
     │   ├── SyncCallInAsyncContext    a blocking call from inside a running event loop
+    │   ├── InvalidCronExpression     a periodic task's or schedule's cron that croniter refuses (also a ValueError)
+    │   ├── InvalidPeriodicTask       a periodic task whose function takes no timestamp (also a TypeError)
     │   └── DriverNotInstalled        an optional driver's package is missing (also an ImportError)
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
@@ -59,7 +61,9 @@ __all__ = [
     "DuplicateJobError",
     "ExternalConnectionError",
     "InvalidChannel",
+    "InvalidCronExpression",
     "InvalidIdentifier",
+    "InvalidPeriodicTask",
     "InvalidQueueName",
     "JobAborted",
     "PgQueueError",
@@ -156,6 +160,15 @@ class InvalidQueueName(InvalidIdentifier):
 
 class SyncCallInAsyncContext(ConfigurationError):
     """A blocking method was called where it would block the running event loop."""
+
+
+class InvalidCronExpression(ConfigurationError, ValueError):
+    """A cron expression (``@app.periodic(cron=...)``, ``@pgq.schedule(..., expression)``)
+    that croniter cannot read; the message names it."""
+
+
+class InvalidPeriodicTask(ConfigurationError, TypeError):
+    """``@app.periodic`` over a task whose function cannot take ``timestamp``."""
 
 
 class DriverNotInstalled(ConfigurationError, ImportError):

@@ -10,8 +10,10 @@ engine go through here.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -410,6 +412,66 @@ class JobManager:
             batch = self.run(call)
             total += batch
         return total
+
+    # -- periodic tasks and schedules ---------------------------------------
+
+    async def defer_periodic_async(
+        self, spec: JobSpec, periodic_id: str, defer_timestamp: int, max_delay: float
+    ) -> int | None:
+        """Defer ``spec`` for one period, unless any worker already did: then None."""
+        params = {
+            "task_name": spec.task_name,
+            "periodic_id": periodic_id,
+            "defer_timestamp": defer_timestamp,
+            "max_delay": math.ceil(max_delay),
+            "queue": spec.queue,
+            "args": spec.args,
+            "priority": spec.priority,
+            "lock": spec.lock,
+            "queueing_lock": spec.queueing_lock,
+        }
+        ids = await self.run_async(Call(QUERIES["defer_periodic_job"], params, _ids))
+        return ids[0] if ids else None
+
+    async def periodic_defers_async(self, limit: int = 100) -> list[Row]:
+        return await self.run_async(Call(QUERIES["periodic_defers"], {"limit": limit}, list))
+
+    async def register_schedules_async(
+        self, schedules: Sequence[tuple[str, str, datetime.datetime]]
+    ) -> None:
+        """Make the rows of (entrypoint, expression, next_run) that are not there yet."""
+        params = {
+            "entrypoints": [entrypoint for entrypoint, _, _ in schedules],
+            "expressions": [expression for _, expression, _ in schedules],
+            "next_runs": [next_run for _, _, next_run in schedules],
+        }
+        await self.run_async(Call(QUERIES["register_schedules"], params, _nothing))
+
+    async def claim_schedule_async(
+        self,
+        entrypoint: str,
+        expression: str,
+        period: datetime.datetime,
+        next_run: datetime.datetime,
+    ) -> Row | None:
+        """The schedule's row, if this call fired ``period``; None if another consumer had."""
+        params = {
+            "entrypoint": entrypoint,
+            "expression": expression,
+            "period": period,
+            "next_run": next_run,
+        }
+        rows = await self.run_async(Call(QUERIES["claim_schedule"], params, list))
+        return rows[0] if rows else None
+
+    async def release_schedule_async(self, schedule_id: int) -> None:
+        await self.run_async(Call(QUERIES["release_schedule"], {"id": schedule_id}, _nothing))
+
+    async def list_schedules_async(self) -> list[Row]:
+        return await self.run_async(Call(QUERIES["list_schedules"], {}, list))
+
+    def list_schedules(self) -> list[Row]:
+        return self.run(Call(QUERIES["list_schedules"], {}, list))
 
     # -- looking at jobs ----------------------------------------------------
 

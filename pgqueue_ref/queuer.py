@@ -40,7 +40,9 @@ from .connectors.psycopg import PsycopgDriver, PsycopgPoolDriver
 from .exceptions import TaskNotFound
 from .jobs import Face, Job
 from .manager import JobManager
+from .periodic import MAX_DELAY, Cron
 from .queries import Queries
+from .schedules import ScheduleEntry, Scheduler, schedule_entry
 from .settings import Channel, DBSettings, QueueExecutionMode
 from .worker import Runnable, Worker, WorkerStats
 
@@ -92,6 +94,10 @@ class PgQueuer:
         #: Shared with every job through Context.resources (the same object, never copied).
         self.resources: MutableMapping[str, Any] = {} if resources is None else resources
         self._entrypoints: dict[str, tuple[Entrypoint, bool]] = {}
+        self._schedules: dict[tuple[str, str], ScheduleEntry] = {}
+        #: Seconds: a schedule's period that began longer ago is never fired
+        #: (:func:`pgqueue_ref.periodic.due_periods`; PgQueuer has no such bound).
+        self.schedule_max_delay: float = MAX_DELAY
         self._worker: Worker | None = None
         self._stop_requested = False
 
@@ -163,6 +169,33 @@ class PgQueuer:
 
         return register
 
+    def schedule(self, entrypoint: str, expression: str) -> Callable[[Entrypoint], Entrypoint]:
+        """Call ``func(schedule)`` once per period of the cron ``expression``, across every
+        consumer: ``@pgq.schedule("cleanup", "*/5 * * * *")``. Run by ``pgq.run()`` in
+        continuous mode (see :mod:`pgqueue_ref.schedules`). An invalid expression raises
+        InvalidCronExpression now, naming it."""
+        if not isinstance(entrypoint, str) or not entrypoint:
+            raise TypeError(f"schedule entrypoint {entrypoint!r}: expected a non-empty string")
+        Cron(expression)  # before the function is seen: the error names the expression
+
+        def register(func: Entrypoint) -> Entrypoint:
+            entry = schedule_entry(entrypoint, expression, func)
+            key = (entrypoint, entry.cron.expression)
+            if key in self._schedules:
+                raise ValueError(
+                    f"schedule {entrypoint!r} with {entry.cron.expression!r} is registered "
+                    "already: an entrypoint and expression make one schedule"
+                )
+            self._schedules[key] = entry
+            return func
+
+        return register
+
+    @property
+    def schedules(self) -> list[tuple[str, str]]:
+        """The registered schedules, as (entrypoint, expression)."""
+        return sorted(self._schedules)
+
     @property
     def entrypoints(self) -> list[str]:
         return sorted(self._entrypoints)
@@ -201,7 +234,8 @@ class PgQueuer:
         once no job is ready. ``batch_size`` jobs are claimed per round trip;
         up to ``max_concurrent_tasks`` (default: ``batch_size``) run at once.
         ``dequeue_timeout`` is how long an idle consumer waits for a NOTIFY
-        before looking anyway. Other keywords go to :class:`~pgqueue_ref.worker.Worker`.
+        before looking anyway. ``@pgq.schedule`` callbacks fire in continuous
+        mode only. Other keywords go to :class:`~pgqueue_ref.worker.Worker`.
         """
         if not isinstance(mode, QueueExecutionMode):
             raise TypeError(f"mode={mode!r}: use QueueExecutionMode.continuous or .drain")
@@ -210,8 +244,15 @@ class PgQueuer:
             self.connection.check_room_for_listen()  # fail now, not in the background
         if dequeue_timeout is not None:
             worker_options["polling_interval"] = dequeue_timeout.total_seconds()
+        manager = JobManager(self.connection)
+        scheduler = (
+            Scheduler(manager, self._schedules, self.resources, self.schedule_max_delay)
+            if self._schedules
+            else None
+        )
         worker = Worker(
-            manager=JobManager(self.connection),
+            manager=manager,
+            periodic=scheduler.run_forever if scheduler is not None else None,
             face=Face.QUEUE,
             handler=self,
             task_names=self.entrypoints,

@@ -8,6 +8,7 @@ the Queue face calls an entrypoint with the job). Its parts::
                          ▲  one fetch_jobs per batch            │
                          │                                      ▼ outcomes
     heartbeat (own row; hands back dead workers' jobs)    flusher ── one finish_jobs per batch
+    periodic (wait=True only) ── sleeps until the next cron period, defers or fires it
     fence (own timer) ── no good heartbeat for stalled_after / 2 ──▶ stops fetcher and runners
 
 * **Fetcher.** Claims jobs in one ``fetch_jobs`` round trip (``FOR UPDATE
@@ -29,6 +30,10 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
   ``heartbeat_interval`` seconds; jobs of workers silent for ``stalled_after``
   seconds go back to the queue.
+* **Periodic.** With ``wait=True`` only, the face's periodic loop
+  (:mod:`pgqueue_ref.periodic`, :mod:`pgqueue_ref.schedules`) sleeps until
+  the next cron period and defers (App face) or fires (Queue face) it; the
+  database makes each period happen once across workers.
 * **Fence.** A timer of its own, awaiting no query: when no heartbeat has
   succeeded for ``stalled_after / 2`` seconds (counted from the moment the
   last good one was *sent*), the worker fences itself: it claims nothing,
@@ -59,7 +64,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -139,6 +144,8 @@ class Worker:
     succeeded, ``"always"`` once it finished whatever the outcome; a job that
     will be retried is never deleted. The delete is part of the statement that
     records the outcome, so it costs no extra round trip.
+    ``periodic`` is the face's periodic loop (periodic tasks, schedules): it
+    runs only in a continuous worker, never in a drain (``wait=False``).
     The worker fences itself after ``stalled_after / 2`` seconds without a
     good heartbeat (see the module docstring), so ``heartbeat_interval`` must
     be at most a quarter of ``stalled_after``; ``heartbeat_interval=0``
@@ -170,8 +177,12 @@ class Worker:
         name: str | None = None,
         channel: str = CHANNEL,
         delete_jobs: DeleteJobCondition | str = DeleteJobCondition.NEVER,
+        periodic: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.delete_jobs = DeleteJobCondition.parse(delete_jobs)
+        #: The face's periodic loop (pgqueue_ref.periodic), run beside the fetcher
+        #: while the worker is continuous (wait=True); None: no periodic tasks.
+        self.periodic = periodic
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r}: a worker runs at least 1 job at a time")
         if heartbeat_interval > 0 and heartbeat_interval * 4 > stalled_after:
@@ -284,6 +295,8 @@ class Worker:
             background.append(
                 asyncio.create_task(self._listen_forever(), name="pgqueue_ref-listener")
             )
+        if self.periodic is not None and self.wait:
+            background.append(asyncio.create_task(self.periodic(), name="pgqueue_ref-periodic"))
         runners = [
             asyncio.create_task(self._run_jobs(), name=f"pgqueue_ref-runner-{i}")
             for i in range(self.concurrency)

@@ -77,8 +77,8 @@ def test_schema_check_then_apply(empty_dsn: str) -> None:
         1,
         (
             "schema missing: pgqueue_jobs, pgqueue_workers, pgqueue_jobs_fetch_idx, "
-            "pgqueue_jobs_queueing_lock_idx, pgqueue_jobs_lock_idx, pgqueue_jobs_worker_idx "
-            "(run 'schema apply')"
+            "pgqueue_jobs_queueing_lock_idx, pgqueue_jobs_lock_idx, pgqueue_jobs_worker_idx, "
+            "pgqueue_periodic_defers, pgqueue_schedules (run 'schema apply')"
         ),
     )
     assert run("schema", "apply", dsn=empty_dsn).stdout.strip() == "schema applied"
@@ -99,6 +99,19 @@ def test_defer_status_and_jobs(dsn: str, db: Db) -> None:
     assert status[2].split() == ["app", "orders", "todo", "1"]
     jobs = run("jobs", dsn=dsn).stdout
     assert "shop.ship" in jobs and '{"order_id": 7}' in jobs
+
+
+def test_status_shows_the_queue_faces_schedules(dsn: str, db: Db) -> None:
+    db(
+        "INSERT INTO pgqueue_schedules (entrypoint, expression, next_run, last_run) "
+        "VALUES ('cleanup', '*/5 * * * *', '2026-01-01 00:05:00+00', '2026-01-01 00:00:00+00')"
+    )
+    status = run("status", dsn=dsn).stdout.splitlines()
+    assert status[-3].split() == ["schedule", "expression", "status", "last_run", "next_run"]
+    assert status[-1].split() == [
+        "cleanup", "*/5", "*", "*", "*", "*", "queued",
+        "2026-01-01", "00:00:00", "2026-01-01", "00:05:00",
+    ]  # fmt: skip
 
 
 def test_defer_refuses_bad_json_with_a_usage_error(dsn: str) -> None:

@@ -295,6 +295,49 @@ WITH deleted AS (
 )
 SELECT count(*) AS deleted FROM deleted;
 
+-- name: defer_periodic_job
+-- A periodic deferrer (pgqueue_ref.periodic) defers one period of one
+-- periodic task. Every worker runs a deferrer, so several send this for the
+-- same period at about the same time: the period's row in
+-- pgqueue_periodic_defers goes in for exactly one of them (ON CONFLICT DO
+-- NOTHING on its primary key) and the job is inserted only FROM that row, in
+-- the same statement, so the losers insert nothing and get no row back.
+-- The job's id is drawn first (nextval of the jobs' identity, hence
+-- OVERRIDING SYSTEM VALUE) so that the defers row can name its job: a CTE
+-- cannot update a row another CTE of its statement inserted. A loser burns
+-- one id, a harmless gap. A queueing lock held by a waiting job fails the
+-- whole statement (AlreadyEnqueued), the period's row with it.
+-- `pruned` deletes this task's rows older than max_delay before this period:
+-- no deferrer goes that far back, so they can never conflict again.
+WITH period AS (
+    INSERT INTO pgqueue_periodic_defers (task_name, periodic_id, defer_timestamp, job_id)
+    VALUES (%(task_name)s::text, %(periodic_id)s::text, %(defer_timestamp)s::bigint,
+            nextval(pg_get_serial_sequence('pgqueue_jobs', 'id')))
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+), inserted AS (
+    INSERT INTO pgqueue_jobs (id, face, queue, task_name, args, priority, lock, queueing_lock)
+    OVERRIDING SYSTEM VALUE
+    SELECT job_id, 'app', %(queue)s::text, %(task_name)s::text, %(args)s::text::jsonb,
+           %(priority)s::integer, %(lock)s::text, %(queueing_lock)s::text
+    FROM period
+    RETURNING id, queue
+), pruned AS (
+    DELETE FROM pgqueue_periodic_defers
+    WHERE task_name = %(task_name)s::text
+      AND periodic_id = %(periodic_id)s::text
+      AND defer_timestamp < %(defer_timestamp)s::bigint - %(max_delay)s::bigint
+      AND EXISTS (SELECT FROM period)
+)
+SELECT id FROM inserted, pg_notify('pgqueue_ref', 'app:' || queue) AS woken;
+
+-- name: periodic_defers
+-- For people and tests: the periods deferred, newest first.
+SELECT task_name, periodic_id, defer_timestamp, job_id, deferred_at
+FROM pgqueue_periodic_defers
+ORDER BY defer_timestamp DESC, task_name, periodic_id
+LIMIT %(limit)s::integer;
+
 -- name: abort_requested
 -- What a running task asks, now and then, when it may be told to stop.
 SELECT abort_requested FROM pgqueue_jobs WHERE id = %(id)s::bigint;
@@ -304,7 +347,8 @@ SELECT abort_requested FROM pgqueue_jobs WHERE id = %(id)s::bigint;
 SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_jobs_lock_idx',
-                  'pgqueue_jobs_worker_idx']) AS name
+                  'pgqueue_jobs_worker_idx', 'pgqueue_periodic_defers',
+                  'pgqueue_schedules']) AS name
 WHERE to_regclass(name) IS NULL;
 
 -- ===========================================================================
@@ -374,6 +418,45 @@ FROM pgqueue_jobs
 WHERE face = 'queue' AND status IN ('todo', 'doing')
 GROUP BY task_name, priority, status
 ORDER BY task_name, priority DESC, status;
+
+-- name: register_schedules
+-- A consumer with @pgq.schedule callbacks makes their rows, once, when it
+-- starts (PgQueuer's insert_schedule): rows already there are left as they
+-- are, whoever made them.
+INSERT INTO pgqueue_schedules (entrypoint, expression, next_run)
+SELECT entrypoint, expression, next_run
+FROM unnest(%(entrypoints)s::text[], %(expressions)s::text[], %(next_runs)s::timestamptz[])
+    AS schedule(entrypoint, expression, next_run)
+ON CONFLICT (entrypoint, expression) DO NOTHING;
+
+-- name: claim_schedule
+-- One period of one schedule fires on one consumer only: each consumer that
+-- finds the period due moves last_run forward to it, and the WHERE lets only
+-- a move forward through. Two consumers at once: the second waits for the
+-- first's row lock, then re-reads the row (READ COMMITTED), finds last_run
+-- already at this period, and updates nothing. No row back: not ours to run.
+UPDATE pgqueue_schedules
+SET last_run = %(period)s::timestamptz,
+    next_run = %(next_run)s::timestamptz,
+    status = 'picked',
+    heartbeat = now(),
+    updated = now()
+WHERE entrypoint = %(entrypoint)s::text
+  AND expression = %(expression)s::text
+  AND (last_run IS NULL OR last_run < %(period)s::timestamptz)
+RETURNING id, entrypoint, expression, heartbeat, created, updated, next_run, last_run, status;
+
+-- name: release_schedule
+-- The callback returned (or failed): the schedule waits for its next period.
+UPDATE pgqueue_schedules
+SET status = 'queued', heartbeat = now(), updated = now()
+WHERE id = %(id)s::bigint;
+
+-- name: list_schedules
+-- PgQueuer's peek_schedule, and what `pgqueue-ref status` shows.
+SELECT id, entrypoint, expression, heartbeat, created, updated, next_run, last_run, status
+FROM pgqueue_schedules
+ORDER BY entrypoint, expression;
 
 -- name: notify_probe
 -- A worker whose LISTEN is in place notifies itself on its channel, and counts

@@ -70,6 +70,43 @@ CREATE TABLE IF NOT EXISTS pgqueue_workers (
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Periodic tasks of the App face (@app.periodic): one row per period deferred.
+-- The primary key is what makes "each period deferred exactly once, however
+-- many workers race for it" a property of the database: every worker's
+-- periodic deferrer tries the same INSERT ... ON CONFLICT DO NOTHING, and the
+-- job is inserted by that same statement only if its row went in
+-- (defer_periodic_job in queries.sql). job_id is not a foreign key: retention
+-- deletes jobs, and their period must stay taken. Rows older than the
+-- deferrer's max_delay are deleted by the defers that follow them.
+CREATE TABLE IF NOT EXISTS pgqueue_periodic_defers (
+    task_name       text        NOT NULL,
+    periodic_id     text        NOT NULL DEFAULT '',
+    defer_timestamp bigint      NOT NULL, -- the period's start, epoch seconds
+    job_id          bigint,
+    deferred_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task_name, periodic_id, defer_timestamp)
+);
+
+-- Schedules of the Queue face (@pgq.schedule), PgQueuer's table and columns:
+-- one row per entrypoint and cron expression, shared by every consumer.
+-- last_run is the start of the last period that fired (a consumer claims a
+-- period by moving last_run forward, which only one of them can do);
+-- next_run the period after it. status is 'picked' while a consumer runs the
+-- callback, 'queued' otherwise; heartbeat is when a consumer last claimed or
+-- released the row.
+CREATE TABLE IF NOT EXISTS pgqueue_schedules (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entrypoint text        NOT NULL,
+    expression text        NOT NULL,
+    heartbeat  timestamptz NOT NULL DEFAULT now(),
+    created    timestamptz NOT NULL DEFAULT now(),
+    updated    timestamptz NOT NULL DEFAULT now(),
+    next_run   timestamptz NOT NULL,
+    last_run   timestamptz,
+    status     text        NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'picked')),
+    UNIQUE (entrypoint, expression)
+);
+
 -- Workers are woken by the statements that insert jobs, each of which sends
 -- pg_notify('pgqueue_ref', '<face>:<queue>') itself (sql/queries.sql says
 -- why not a trigger). Earlier versions of this schema had a trigger for it:
