@@ -313,7 +313,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown strikes {sorted(unknown)}; known: {', '.join(STRIKES)}")
     folder = Path(tempfile.mkdtemp(prefix="chaos-"))
-    server = EmbeddedPostgres()  # stock settings: fsync on, crashes must not lose a commit
+    folder.chmod(0o711)  # as root the server runs as nobody, who must reach folder/pg
+    # Stock settings: fsync on, a crash must not lose a commit. Its own folder, not one
+    # named like the kit's: while it is down, another process starting a server would
+    # take it for a killed run's leftovers (no live postmaster) and remove it.
+    server = EmbeddedPostgres(base_dir=str(folder / "pg"))
     proxies = Proxies(server.dsn_url, args.workers)
     chaos = Chaos(server, proxies, rng, kinds, folder)
     try:

@@ -36,8 +36,9 @@ def test_chaos_short_run_loses_nothing() -> None:
 
 
 @pytest.mark.xfail(
-    reason="known bug, found by this run (docs/guarantees.md, Chaos): a worker that was "
-    "presumed dead and registered again can run one job in two runners at once",
+    reason="known bugs found by this run (docs/guarantees.md, Chaos): a worker that was "
+    "presumed dead and registered again can run one job in two runners at once, and a "
+    "fenced run stuck in a query on the cut-off connection ends only when it heals",
     strict=False,
 )
 def test_chaos_with_server_crashes_and_partitions_loses_nothing() -> None:
