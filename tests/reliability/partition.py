@@ -54,7 +54,11 @@ class PartitionProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         await self._open.wait()  # a new connection does not get through a partition either
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:  # the server is down: refuse, as the server itself would
+            writer.close()
+            return
         self._writers.append(up_writer)
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             pump = asyncio.create_task(self._pump(source, sink))
@@ -69,8 +73,8 @@ class PartitionProxy:
                 await sink.drain()
         except (ConnectionError, OSError):
             pass
-        finally:
-            sink.close()
+        await self._open.wait()  # a partition does not carry the close either
+        sink.close()
 
 
 def upstream_of(dsn: str) -> tuple[str, int]:
