@@ -255,6 +255,11 @@ class Worker:
         self.fenced = False
         self._unfenced = asyncio.Event()
         self._unfenced.set()
+        # Set while no fenced run is still ending: a cancelled async job may be stuck in
+        # a query on the cut-off connection until it heals; claiming before it has ended
+        # could hand this worker the same job again while the old run still goes.
+        self._fenced_runs_ended = asyncio.Event()
+        self._fenced_runs_ended.set()
         self._fence_epoch = 0  # one more at each fence: a claim that spans one is dropped
         self._async_jobs: dict[int, asyncio.Task[None]] = {}  # job id -> the runner awaiting it
         self._fenced_jobs: set[int] = set()  # async jobs whose runner the fence cancelled
@@ -364,6 +369,7 @@ class Worker:
     def _request_stop(self) -> None:
         self._stopping = True
         self._unfenced.set()
+        self._fenced_runs_ended.set()
         self._wake.set()
         self._room.set()
         self._jobs_ready.set()
@@ -400,8 +406,9 @@ class Worker:
 
     async def _fetch_once(self) -> bool:
         """One step of the fetch loop; True when drain mode is done."""
-        if self.fenced:
-            await self._unfenced.wait()  # stop() sets it too
+        if self.fenced or not self._fenced_runs_ended.is_set():
+            await self._unfenced.wait()  # stop() sets both
+            await self._fenced_runs_ended.wait()
             return False
         if self._orphans_possible:
             await self._release_orphans()
@@ -444,6 +451,14 @@ class Worker:
             self.stats.fenced += len(jobs)
             return len(jobs) or 1  # look again: the loop waits while fenced
         self._claim_size.after_claim(limit, len(jobs))
+        if self._running_ids and (still := [job for job in jobs if job.id in self._running_ids]):
+            # Requeued while we were cut off, and claimed by us again while the old run
+            # (a sync job in its thread) still goes: never run a job twice at once here.
+            # Hand it back for a second from now; the old run's outcome is refused.
+            for job in still:
+                self._record(Outcome(job.id, Status.TODO, retry_in=1.0, handed_back=True))
+            logger.warning("handed back %s re-claimed jobs still running here", len(still))
+            jobs = [job for job in jobs if job.id not in self._running_ids]
         if jobs:
             now = time.monotonic()
             self._buffer.extend((job, now) for job in jobs)
@@ -513,6 +528,8 @@ class Worker:
         if job_id not in self._fenced_jobs:
             return False
         self._fenced_jobs.discard(job_id)
+        if not self._fenced_jobs:
+            self._fenced_runs_ended.set()
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
@@ -802,6 +819,8 @@ class Worker:
         for job_id, task in self._async_jobs.items():
             self._fenced_jobs.add(job_id)
             task.cancel()
+        if self._fenced_jobs:
+            self._fenced_runs_ended.clear()
         cancelled = len(self._async_jobs)
         self.stats.fenced += dropped + cancelled
         logger.error(
