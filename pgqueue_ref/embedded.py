@@ -326,6 +326,7 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
         if settings.get("base_dir") is None:
             remove_stale_servers()
             self._own_dir = settings["base_dir"] = tempfile.mkdtemp(prefix=STALE_PREFIX)
+            Path(self._own_dir, OWNER_FILE).write_text(f"{os.getpid()}\n")
         super().__init__(**settings)  # initialises and starts the server
 
     @staticmethod
@@ -451,6 +452,8 @@ class EmbeddedPostgres(Postgresql):  # type: ignore[misc]  # untyped base class
 
 #: The prefix of every server folder the kit makes in the temporary folder.
 STALE_PREFIX = "pgqueue_ref-pg-"
+#: In such a folder: the pid of the process that made it (and may restart its server).
+OWNER_FILE = "owner.pid"
 
 # The watchdog: a tiny process of its own, because nothing runs in a process that
 # was SIGKILLed. It polls its parent; once the parent is gone (it is re-parented),
@@ -508,18 +511,22 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_servers(min_age: float = 60.0) -> list[Path]:
     """Remove the folders of kit servers that no process runs any more (a run killed
-    before its watchdog could clean up), older than ``min_age`` seconds so that a
-    server another process is setting up right now is left alone. Returns them."""
+    before its watchdog could clean up): their postmaster is gone *and* so is the
+    process that made them (which may be restarting its server right now), and they
+    are older than ``min_age`` seconds (a server being set up). Returns them."""
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{STALE_PREFIX}*"):
         try:
             if time.time() - folder.stat().st_mtime < min_age:
                 continue
-            pid_file = folder / "data" / "postmaster.pid"
-            pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+            pids = [
+                int(path.read_text().split()[0])
+                for path in (folder / "data" / "postmaster.pid", folder / OWNER_FILE)
+                if path.exists()
+            ]
         except (OSError, ValueError, IndexError):
             continue
-        if pid is not None and _pid_alive(pid):
+        if any(_pid_alive(pid) for pid in pids):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
