@@ -322,10 +322,11 @@ class Worker:
             raise self._fatal
         return self.stats
 
-    async def _register(self, attempts: int = 6) -> None:
+    async def _register(self, attempts: int = 12) -> None:
         """Register our worker row (and recover dead workers' jobs). A connection
         killed at that moment is retried, like any other; a database that stays
-        unreachable is an error after about 3 s."""
+        unreachable is an error after about 10 s. (Enough tries for a pool whose every
+        connection was killed at once: each try may find another dead one.)"""
         for attempt in range(attempts):
             try:
                 if self.worker_id is None:
@@ -338,7 +339,7 @@ class Worker:
                 if attempt == attempts - 1:
                     raise
                 logger.warning("could not register the worker (%s); retrying", error)
-                await asyncio.sleep(0.1 * 2**attempt)
+                await asyncio.sleep(min(0.1 * 2**attempt, 1.0))
 
     def stop(self) -> None:
         """Ask for a graceful stop. Safe to call from any thread."""
