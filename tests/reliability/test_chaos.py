@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,12 +33,6 @@ def test_chaos_short_run_loses_nothing() -> None:
            "--calm", "30", "--seed", "7", "--strikes", "sigkill,sigterm,backend,backends")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="known bugs found by this run (docs/guarantees.md, Chaos): a worker that was "
-    "presumed dead and registered again can run one job in two runners at once, and a "
-    "fenced run stuck in a query on the cut-off connection ends only when it heals",
-    strict=False,
-)
 def test_chaos_with_server_crashes_and_partitions_loses_nothing() -> None:
     """The server crashed and restarted, workers cut off past stalled_after (they must
     fence themselves) and for less than the fence, beside kills: seeded, so the same
