@@ -12,7 +12,7 @@ The tree::
     │   └── ConnectorNotOpen          a query before app.open() / open_async()
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
-    │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
+    │   ├── AutocommitRequired        a driver got a non-autocommit connection (also a RuntimeError)
     │   ├── InvalidIdentifier         a name that is not a plain identifier (also a ValueError)
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
@@ -138,8 +138,12 @@ class SyncConnectorConfigurationError(ConfigurationError):
     """A worker was asked of a connector that can only defer jobs."""
 
 
-class AutocommitRequired(ConfigurationError):
-    """A Queue-face driver was handed a psycopg connection without autocommit."""
+class AutocommitRequired(ConfigurationError, RuntimeError):
+    """A Queue-face driver was handed a psycopg connection without autocommit.
+
+    Also a ``RuntimeError``, which is what PgQueuer's drivers raise here: code
+    written for PgQueuer that catches ``RuntimeError`` catches this too.
+    """
 
 
 class InvalidIdentifier(ConfigurationError, ValueError):
