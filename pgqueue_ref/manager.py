@@ -160,6 +160,7 @@ def fetch_call(
     limit: int,
     queues: Sequence[str] | None,
     task_names: Sequence[str] | None,
+    loads: Callable[[str], Any] | None = None,
 ) -> Call[list[Job]]:
     params = {
         "face": face.value,
@@ -170,7 +171,9 @@ def fetch_call(
     }
     # RETURNING has no order: run in the order the fetch chose them.
     return Call(
-        QUERIES["fetch_jobs"], params, lambda rows: sorted(map(job_from_row, rows), key=_run_order)
+        QUERIES["fetch_jobs"],
+        params,
+        lambda rows: sorted((job_from_row(row, loads) for row in rows), key=_run_order),
     )
 
 
@@ -288,7 +291,8 @@ class JobManager:
         queues: Sequence[str] | None = None,
         task_names: Sequence[str] | None = None,
     ) -> list[Job]:
-        return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names))
+        loads = self.connector.json_loads
+        return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names, loads))
 
     async def finish_async(
         self,

@@ -107,7 +107,8 @@ class JobDeferrer:
     def job_spec(self, task_kwargs: Mapping[str, Any]) -> JobSpec:
         """The row this deferrer would insert for these arguments."""
         return dataclasses.replace(
-            self._template, args=dump_args(self.definition.name, task_kwargs)
+            self._template,
+            args=dump_args(self.definition.name, task_kwargs, self.app.connector.json_dumps),
         )
 
     def _args(self, kwargs_list: tuple[Mapping[str, Any], ...]) -> list[str]:
@@ -115,7 +116,8 @@ class JobDeferrer:
         for kwargs in kwargs_list:
             if not isinstance(kwargs, Mapping):
                 raise TypeError(f"batch_defer takes one dict of arguments per job; got {kwargs!r}")
-        return [dump_args(self.definition.name, kwargs) for kwargs in kwargs_list]
+        dumps = self.app.connector.json_dumps
+        return [dump_args(self.definition.name, kwargs, dumps) for kwargs in kwargs_list]
 
     async def defer_async(self, **task_kwargs: Any) -> int:
         """Defer one job; returns its id."""

@@ -6,16 +6,24 @@ changed, run against the real database.
 
 from __future__ import annotations
 
+import asyncio
+import decimal
 import importlib
+import json
 import typing
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref import exceptions
+from pgqueue_ref import App, BaseConnector, exceptions
+from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 from pgqueue_ref.db import PsycopgDriver
 from pgqueue_ref.queries import Queries
+
+Db = Callable[..., list[tuple[Any, ...]]]
 
 # -- errors -------------------------------------------------------------------
 
@@ -63,3 +71,74 @@ def test_pgqueuer_models_and_types_modules() -> None:
     assert (Channel, QueueExecutionMode) == (settings.Channel, settings.QueueExecutionMode)
     assert JobId(3) == 3 and QueueEntrypoint("fetch") == "fetch"
     assert typing.get_args(OnConflict) == ("raise", "skip")
+
+
+# -- json_dumps= and json_loads= on every App-face connector --------------------
+
+# name -> factory(dsn, **json options), as procrastinate's connectors take them.
+APP_CONNECTORS: dict[str, Callable[..., BaseConnector]] = {
+    "PsycopgConnector": lambda dsn, **j: pgqueue_ref.PsycopgConnector(conninfo=dsn, **j),
+    "AsyncpgConnector": lambda dsn, **j: pgqueue_ref.AsyncpgConnector(dsn=dsn, **j),
+    "AiopgConnector": lambda dsn, **j: pgqueue_ref.AiopgConnector(dsn=dsn, **j),
+    "SyncPsycopgConnector": lambda dsn, **j: pgqueue_ref.SyncPsycopgConnector(conninfo=dsn, **j),
+    "Psycopg2Connector": lambda dsn, **j: pgqueue_ref.Psycopg2Connector(dsn=dsn, **j),
+    "SQLAlchemyPsycopg2Connector": lambda dsn, **j: SQLAlchemyPsycopg2Connector(dsn=dsn, **j),
+}
+
+
+def _dumps(value: Any) -> str:
+    """Decimals as {"decimal": "1.10"}: json.dumps alone refuses them."""
+    return json.dumps(value, default=lambda o: {"decimal": str(o)})
+
+
+def _loads(text: str) -> Any:
+    def hook(obj: dict[str, Any]) -> Any:
+        return decimal.Decimal(obj["decimal"]) if obj.keys() == {"decimal"} else obj
+
+    return json.loads(text, object_hook=hook)
+
+
+@pytest.mark.parametrize("name", sorted(APP_CONNECTORS))
+async def test_json_dumps_and_json_loads_are_used(name: str, dsn: str, db: Db) -> None:
+    connector = APP_CONNECTORS[name](dsn, json_dumps=_dumps, json_loads=_loads)
+    app = App(connector=connector)
+    seen: list[Any] = []
+
+    @app.task(name="price")
+    def price(amount: decimal.Decimal) -> None:
+        seen.append(amount)
+
+    if isinstance(connector, pgqueue_ref.AsyncConnector):
+        async with app.open_async():
+            await price.defer_async(amount=decimal.Decimal("1.10"))
+            await app.run_worker_async(wait=False)
+        assert seen == [decimal.Decimal("1.10")]  # json_loads made it a Decimal again
+    else:  # a blocking connector only defers
+
+        def defer() -> None:
+            with app.open():
+                price.defer(amount=decimal.Decimal("1.10"))
+
+        await asyncio.to_thread(defer)
+    assert db("SELECT args FROM pgqueue_jobs") == [({"amount": {"decimal": "1.10"}},)]
+
+
+async def test_without_json_dumps_a_decimal_is_refused(app: App) -> None:
+    @app.task(name="price")
+    def price(amount: decimal.Decimal) -> None: ...
+
+    with pytest.raises(exceptions.UnserializableArguments, match="argument 'amount'"):
+        await price.defer_async(amount=decimal.Decimal("1.10"))
+
+
+async def test_json_dumps_that_fails_names_the_argument(dsn: str) -> None:
+    app = App(connector=pgqueue_ref.PsycopgConnector(conninfo=dsn, json_dumps=json.dumps))
+
+    @app.task(name="price")
+    def price(amount: object) -> None: ...
+
+    async with app.open_async():
+        with pytest.raises(exceptions.UnserializableArguments, match="argument 'amount'"):
+            await price.defer_async(amount=object())
+        with pytest.raises(exceptions.UnserializableArguments, match="NUL character"):
+            await price.defer_async(amount="a\x00b")

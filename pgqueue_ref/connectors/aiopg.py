@@ -37,7 +37,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from ..exceptions import ConfigurationError
-from .base import AsyncPoolConnector, Params, Row
+from .base import AsyncPoolConnector, JsonDumps, JsonLoads, Params, Row
 
 __all__ = ["AiopgConnector"]
 
@@ -51,9 +51,16 @@ _POOL_ONLY = {
 
 class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
     def __init__(
-        self, *, dsn: str | None = None, listen_dsn: str | None = None, **pool_args: Any
+        self,
+        *,
+        dsn: str | None = None,
+        listen_dsn: str | None = None,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **pool_args: Any,
     ) -> None:
         super().__init__(listen_dsn=listen_dsn)
+        self._set_json(json_dumps, json_loads)
         self._dsn = dsn
         self._pool_args = pool_args
 
