@@ -87,7 +87,7 @@ def dump_args(
     """Serialise task arguments to JSON text, or say exactly which one cannot be.
 
     ``dumps`` is the connector's ``json_dumps`` (procrastinate's option), used
-    instead of :func:`json.dumps` when given: a ``TypeError`` or ``ValueError``
+    instead of ``json.dumps`` when given: a ``TypeError`` or ``ValueError``
     from it is reported as below, argument by argument, through it again. What
     it returns is sent as it is, so it must be JSON text; it is checked for
     NUL characters and surrogates like ours, but not for NaN (PostgreSQL then
@@ -180,7 +180,7 @@ def job_from_row(row: Mapping[str, Any], loads: Callable[[str], Any] | None = No
     """Build a Job from a ``fetch_jobs`` row, whatever driver returned it.
 
     ``loads`` is the connector's ``json_loads`` (procrastinate's option), used
-    instead of :func:`json.loads` for ``args`` when given.
+    instead of ``json.loads`` for ``args`` when given.
     """
     payload = row["payload"]
     if payload is not None and not isinstance(payload, bytes):

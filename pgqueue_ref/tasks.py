@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import InvalidQueueName, SyncCallInAsyncContext
@@ -51,6 +51,8 @@ class JobContext:
 
     job: Job
     app: App
+    #: The worker's ``additional_context`` (procrastinate's option), or {}.
+    additional_context: dict[str, Any] = field(default_factory=dict)
 
     async def should_abort_async(self) -> bool:
         """Whether someone asked this job to abort (``cancel_async(job_id, abort=True)``).

@@ -142,3 +142,63 @@ async def test_json_dumps_that_fails_names_the_argument(dsn: str) -> None:
             await price.defer_async(amount=object())
         with pytest.raises(exceptions.UnserializableArguments, match="NUL character"):
             await price.defer_async(amount="a\x00b")
+
+
+# -- procrastinate's worker options -----------------------------------------------
+
+
+async def test_procrastinate_worker_options_are_ours(app: App) -> None:
+    worker = app.worker(
+        listen_notify=False,
+        fetch_job_polling_interval=0.2,
+        shutdown_graceful_timeout=None,
+        update_heartbeat_interval=1.0,
+        stalled_worker_timeout=8.0,
+        abort_job_polling_interval=3.0,  # accepted: should_abort() asks the database each time
+        name="w1",
+        delete_jobs="successful",
+    )
+    assert (worker.listen, worker.polling_interval, worker.shutdown_timeout) == (False, 0.2, None)
+    assert (worker.heartbeat_interval, worker.stalled_after, worker.name) == (1.0, 8.0, "w1")
+    assert worker.delete_jobs == "successful"
+
+
+async def test_worker_defaults_take_procrastinate_names_too(dsn: str) -> None:
+    app = App(
+        connector=pgqueue_ref.PsycopgConnector(conninfo=dsn),
+        worker_defaults={"listen_notify": False, "fetch_job_polling_interval": 0.5},
+    )
+    worker = app.worker(polling_interval=0.1)  # ours, given at the call, wins
+    assert (worker.listen, worker.polling_interval) == (False, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours"),
+    [
+        ("listen_notify", "listen"),
+        ("fetch_job_polling_interval", "polling_interval"),
+        ("shutdown_graceful_timeout", "shutdown_timeout"),
+    ],
+)
+async def test_both_names_of_one_option_is_a_type_error(app: App, theirs: str, ours: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        await app.run_worker_async(wait=False, **{theirs: 1, ours: 1})
+    assert str(caught.value) == (
+        f"worker options {theirs}= and {ours}= are one option under two names "
+        "(procrastinate's and ours): give one of them"
+    )
+
+
+async def test_additional_context_reaches_the_task(app: App, db: Db) -> None:
+    seen: list[Any] = []
+
+    @app.task(name="report", pass_context=True)
+    def report(context: Any) -> None:
+        seen.append(context.additional_context)
+
+    await report.defer_async()
+    stats = await app.run_worker_async(
+        wait=False, listen_notify=False, additional_context={"region": "eu"}
+    )
+    assert (stats.succeeded, seen) == (1, [{"region": "eu"}])
+    assert db("SELECT status FROM pgqueue_jobs") == [("succeeded",)]

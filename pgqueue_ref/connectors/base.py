@@ -92,7 +92,7 @@ class BaseConnector:
     #: How to open it, for the "not open" error.
     _how_to_open: ClassVar[str] = "'app.open()'"
     #: procrastinate's ``json_dumps=`` / ``json_loads=``: how the App face turns task
-    #: arguments into JSON text and back (None: :mod:`json`). Applied in
+    #: arguments into JSON text and back (None: the ``json`` module). Applied in
     #: :func:`pgqueue_ref.jobs.dump_args` and :func:`~pgqueue_ref.jobs.job_from_row`,
     #: the one place for every driver; never passed to the driver itself.
     json_dumps: JsonDumps | None = None
