@@ -21,6 +21,7 @@ The tree::
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     ├── TaskNotFound                  a job names a task its worker does not know
+    ├── JobNotRetryable               retry_job asked of a job that is not 'failed'
     ├── EmbeddedPostgresError         the throwaway server could not start (also a RuntimeError)
     │   └── PgBouncerError            the throwaway PgBouncer could not start
     ├── UsageError                    a mistake on the command line (exit code 2)
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidQueueName",
     "JobAborted",
+    "JobNotRetryable",
     "PgQueueError",
     "PreparedStatementError",
     "SyncCallInAsyncContext",
@@ -182,6 +184,10 @@ class UnserializableArguments(PgQueueError, TypeError):
 
 class TaskNotFound(PgQueueError):
     """A job names a task that the worker running it does not have."""
+
+
+class JobNotRetryable(PgQueueError):
+    """``job_manager.retry_job_by_id[_async]`` of a job that does not exist or is not 'failed'."""
 
 
 #: SQLSTATE (or its two-character class) -> our exception. Looked up by the

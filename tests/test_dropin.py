@@ -21,6 +21,7 @@ import pgqueue_ref
 from pgqueue_ref import App, BaseConnector, exceptions
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 from pgqueue_ref.db import PsycopgDriver
+from pgqueue_ref.manager import JobManager
 from pgqueue_ref.queries import Queries
 
 Db = Callable[..., list[tuple[Any, ...]]]
@@ -202,3 +203,124 @@ async def test_additional_context_reaches_the_task(app: App, db: Db) -> None:
     )
     assert (stats.succeeded, seen) == (1, [{"region": "eu"}])
     assert db("SELECT status FROM pgqueue_jobs") == [("succeeded",)]
+
+
+# -- procrastinate's job manager names ---------------------------------------------
+
+
+async def test_cancel_job_by_id(app: App, db: Db) -> None:
+    @app.task(name="slow")
+    def slow() -> None: ...
+
+    manager = app.job_manager
+    kept_id, deleted_id, running_id = await slow.batch_defer_async({}, {}, {})
+    db("UPDATE pgqueue_jobs SET status = 'doing' WHERE id = %s", running_id)
+
+    assert await manager.cancel_job_by_id_async(kept_id) is True
+    assert await manager.cancel_job_by_id_async(kept_id) is False  # nothing left to do
+    assert await manager.cancel_job_by_id_async(deleted_id, delete_job=True) is True
+    assert await manager.cancel_job_by_id_async(running_id) is False  # running: abort=True only
+    assert await manager.cancel_job_by_id_async(running_id, abort=True, delete_job=True) is True
+    assert await manager.cancel_job_by_id_async(10_000) is False
+    assert db("SELECT id, status, abort_requested FROM pgqueue_jobs ORDER BY id") == [
+        (kept_id, "cancelled", False),
+        (running_id, "doing", True),  # never deleted: asked to abort
+    ]
+    assert await manager.get_job_status_async(kept_id) == "cancelled"
+    assert await manager.get_job_status_async(deleted_id) is None
+
+
+def test_blocking_twins(dsn: str, db: Db) -> None:
+    app = App(connector=pgqueue_ref.SyncPsycopgConnector(conninfo=dsn))
+
+    @app.task(name="t", queue="q1")
+    def t() -> None: ...
+
+    with app.open():
+        job_id = t.defer()
+        manager = app.job_manager
+        assert manager.get_job_status(job_id) == "todo"
+        assert manager.cancel_job_by_id(job_id, delete_job=True) is True
+        assert manager.list_jobs(id=job_id) == []
+        assert manager.list_queues() == manager.list_tasks() == []
+
+
+async def test_list_jobs_with_procrastinate_filters(app: App, db: Db) -> None:
+    @app.task(name="a", queue="q1", lock="L")
+    def a() -> None: ...
+
+    @app.task(name="b", queue="q2")
+    def b() -> None: ...
+
+    a_id, b_id = await a.defer_async(), await b.defer_async()
+    db("UPDATE pgqueue_jobs SET status = 'failed' WHERE id = %s", b_id)
+    manager = app.job_manager
+
+    def ids(rows: list[dict[str, Any]]) -> list[int]:
+        return [row["id"] for row in rows]
+
+    assert ids(await manager.list_jobs_async()) == [b_id, a_id]  # ours: the newest first
+    assert ids(await manager.list_jobs_async(id=a_id)) == [a_id]
+    assert ids(await manager.list_jobs_async(task="b")) == [b_id]
+    assert ids(await manager.list_jobs_async(status="failed")) == [b_id]
+    assert ids(await manager.list_jobs_async(lock="L", queue="q1")) == [a_id]
+    assert ids(await manager.list_jobs_async(queueing_lock="none")) == []
+    assert ids(await manager.list_jobs_async(worker_id=1)) == []
+    with pytest.raises(TypeError, match="unknown filter"):
+        await manager.list_jobs_async(queue_name="q1")
+
+
+async def test_list_queues_and_tasks(app: App, db: Db) -> None:
+    @app.task(name="a", queue="q1")
+    def a() -> None: ...
+
+    @app.task(name="b", queue="q1")
+    def b() -> None: ...
+
+    await a.defer_async()
+    await a.configure(queue="q2").defer_async()
+    b_id = await b.defer_async()
+    db("UPDATE pgqueue_jobs SET status = 'succeeded' WHERE id = %s", b_id)
+    counts = {"doing": 0, "failed": 0, "cancelled": 0, "aborted": 0}
+    manager = app.job_manager
+    assert await manager.list_queues_async() == [
+        {"name": "q1", "jobs_count": 2, "todo": 1, "succeeded": 1, **counts},
+        {"name": "q2", "jobs_count": 1, "todo": 1, "succeeded": 0, **counts},
+    ]
+    assert await manager.list_tasks_async(queue="q1") == [
+        {"name": "a", "jobs_count": 1, "todo": 1, "succeeded": 0, **counts},
+        {"name": "b", "jobs_count": 1, "todo": 0, "succeeded": 1, **counts},
+    ]
+    assert await manager.list_queues_async(status="succeeded", task="b") == [
+        {"name": "q1", "jobs_count": 1, "todo": 0, "succeeded": 1, **counts},
+    ]
+
+
+async def test_retry_job_puts_a_failed_job_back(app: App, db: Db) -> None:
+    runs: list[int] = []
+
+    @app.task(name="flaky")
+    def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("first time")
+
+    job_id = await flaky.defer_async()
+    await app.run_worker_async(wait=False, listen_notify=False)
+    assert await app.job_manager.get_job_status_async(job_id) == "failed"
+    job = pgqueue_ref.Job(job_id, "flaky")  # procrastinate's retry_job takes a job
+    await app.job_manager.retry_job(job, priority=5, queue="again")
+    assert db("SELECT status, priority, queue, error IS NOT NULL FROM pgqueue_jobs") == [
+        ("todo", 5, "again", True)  # the last error is kept
+    ]
+    stats = await app.run_worker_async(wait=False, listen_notify=False)
+    assert (stats.succeeded, len(runs)) == (1, 2)
+    assert db("SELECT status, attempts FROM pgqueue_jobs") == [("succeeded", 2)]
+
+    with pytest.raises(exceptions.JobNotRetryable) as caught:
+        await app.job_manager.retry_job_by_id_async(job_id)  # succeeded: not 'failed'
+    assert str(caught.value) == (
+        f"job {job_id} cannot be retried: there is no such job, or it is not 'failed' "
+        "(a waiting or running job will run anyway; look with get_job_status)"
+    )
+    assert JobManager.retry_job_async is JobManager.retry_job
