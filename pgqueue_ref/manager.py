@@ -537,7 +537,7 @@ class JobManager:
         return _cancelled(self.cancel(job_id, abort=abort, connection=connection), abort)
 
     async def get_job_status_async(self, job_id: int, connection: Any = None) -> Status | None:
-        """procrastinate's name of :meth:`job_status_async` (None: no such job)."""
+        """procrastinate's name of ``job_status_async`` (None: no such job)."""
         return await self.job_status_async(job_id, connection)
 
     def get_job_status(self, job_id: int, connection: Any = None) -> Status | None:
