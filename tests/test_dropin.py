@@ -11,7 +11,8 @@ import decimal
 import importlib
 import json
 import typing
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -324,3 +325,85 @@ async def test_retry_job_puts_a_failed_job_back(app: App, db: Db) -> None:
         "(a waiting or running job will run anyway; look with get_job_status)"
     )
     assert JobManager.retry_job_async is JobManager.retry_job
+
+
+# -- no connector changes psycopg2's process-wide adapters ---------------------------
+
+
+def _adapt_a_dict() -> str:
+    """What psycopg2 makes of a dict: by default nothing ("can't adapt")."""
+    import psycopg2.extensions
+
+    try:
+        return type(psycopg2.extensions.adapt({})).__name__
+    except psycopg2.ProgrammingError as error:
+        return str(error)
+
+
+@pytest.fixture
+def psycopg2_globals() -> Iterator[Callable[[], tuple[dict[Any, Any], dict[Any, Any]]]]:
+    """psycopg2's process-wide adapters and typecasters, reset to a clean slate for
+    the test (whatever ran before it) and put back as they were afterwards."""
+    import psycopg2.extensions
+
+    extensions: Any = psycopg2.extensions
+    saved = dict(extensions.adapters), dict(extensions.string_types)
+    # The two that aiopg and SQLAlchemy add (hstore, UUID): psycopg2 has neither by default.
+    for cls in (dict, uuid.UUID):
+        extensions.adapters.pop((cls, extensions.ISQLQuote), None)
+
+    def snapshot() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        return dict(extensions.adapters), dict(extensions.string_types)
+
+    yield snapshot
+    for live, kept in zip((extensions.adapters, extensions.string_types), saved, strict=True):
+        live.clear()
+        live.update(kept)
+
+
+@pytest.mark.parametrize("name", sorted(APP_CONNECTORS))
+async def test_opening_a_connector_leaves_psycopg2_adapters_alone(
+    name: str, dsn: str, psycopg2_globals: Callable[[], Any]
+) -> None:
+    before = psycopg2_globals()
+    assert _adapt_a_dict() == "can't adapt type 'dict'"
+    connector = APP_CONNECTORS[name](dsn)
+    app = App(connector=connector)
+
+    @app.task(name="t")
+    def t() -> None: ...
+
+    if isinstance(connector, pgqueue_ref.AsyncConnector):
+        async with app.open_async():
+            await t.defer_async()
+            await app.run_worker_async(wait=False)  # the LISTEN connection too
+    else:
+
+        def defer() -> None:
+            with app.open():
+                t.defer()
+
+        await asyncio.to_thread(defer)
+    assert _adapt_a_dict() == "can't adapt type 'dict'"  # not an HstoreAdapter
+    adapters, typecasters = psycopg2_globals()
+    if name == "SQLAlchemyPsycopg2Connector":
+        # Not ours to change: SQLAlchemy's psycopg2 dialect registers psycopg2's UUID
+        # adapter, process-wide, on every connect (extras.register_uuid, unconditional
+        # in SQLAlchemy 2.1), so a program that uses SQLAlchemy has it already.
+        import psycopg2.extensions
+        import psycopg2.extras
+
+        added = {key for key in adapters if before[0].get(key) is not adapters[key]}
+        assert added == {(uuid.UUID, psycopg2.extensions.ISQLQuote)}
+        assert adapters.pop((uuid.UUID, psycopg2.extensions.ISQLQuote)) is (
+            psycopg2.extras.UUID_adapter
+        )
+    assert (adapters, typecasters) == before  # nor any other adapter or typecaster
+
+
+async def test_the_check_catches_aiopg_defaults(dsn: str, psycopg2_globals: Any) -> None:
+    """The test above fails on aiopg's own defaults: they are what it guards against."""
+    app = App(connector=pgqueue_ref.AiopgConnector(dsn=dsn, enable_hstore=True))
+    async with app.open_async():
+        await app.job_manager.list_jobs_async()
+    assert _adapt_a_dict() == "HstoreAdapter"
