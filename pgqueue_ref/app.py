@@ -21,6 +21,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, overload
 
@@ -38,11 +39,41 @@ from .names import identifier
 from .periodic import Cron, PeriodicDeferrer, PeriodicTask, check_takes_timestamp
 from .retry import RetryStrategy, retry_strategy
 from .tasks import JobContext, JobDeferrer, Task, TaskDefinition
-from .worker import Runnable, Worker, WorkerStats
+from .worker import JobHandler, Runnable, Worker, WorkerStats
 
-__all__ = ["App"]
+__all__ = ["PROCRASTINATE_WORKER_OPTIONS", "App", "worker_options"]
 
 logger = logging.getLogger(__name__)
+
+#: procrastinate 3.10's worker options -> ours, for ``run_worker_async``, ``worker``
+#: and ``worker_defaults``. None: accepted, and without effect here (see the docs).
+PROCRASTINATE_WORKER_OPTIONS: dict[str, str | None] = {
+    "listen_notify": "listen",
+    "fetch_job_polling_interval": "polling_interval",
+    "shutdown_graceful_timeout": "shutdown_timeout",
+    "update_heartbeat_interval": "heartbeat_interval",
+    "stalled_worker_timeout": "stalled_after",
+    # should_abort() asks the database each time it is called: there is no poll to time.
+    "abort_job_polling_interval": None,
+}
+
+
+def worker_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with procrastinate's names (:data:`PROCRASTINATE_WORKER_OPTIONS`) as ours.
+
+    Both names of one option at once is a ``TypeError`` naming both.
+    """
+    ours = {k: v for k, v in options.items() if k not in PROCRASTINATE_WORKER_OPTIONS}
+    for theirs, name in PROCRASTINATE_WORKER_OPTIONS.items():
+        if theirs not in options or name is None:
+            continue
+        if name in options:
+            raise TypeError(
+                f"worker options {theirs}= and {name}= are one option under two names "
+                f"(procrastinate's and ours): give one of them"
+            )
+        ours[name] = options[theirs]
+    return ours
 
 
 class App:
@@ -241,7 +272,7 @@ class App:
         for worker in self._running_workers():
             worker.stop()
             if worker._loop is not _running_loop():  # its own loop runs elsewhere: wait
-                worker.wait_stopped(worker.shutdown_timeout + 5)
+                worker.wait_stopped(_grace(worker))
         self.connector.close()
 
     def _running_workers(self) -> list[Worker]:
@@ -266,13 +297,17 @@ class App:
         for worker in workers:
             worker.stop()
         for worker in workers:
-            await asyncio.to_thread(worker.wait_stopped, worker.shutdown_timeout + 5)
+            await asyncio.to_thread(worker.wait_stopped, _grace(worker))
         await connector.close_async()
 
     # -- the worker ---------------------------------------------------------------
 
-    def prepare(self, job: Job) -> Runnable:
-        """The worker's question: what does running this job mean? (JobHandler)"""
+    def prepare(self, job: Job, additional_context: Mapping[str, Any] | None = None) -> Runnable:
+        """The worker's question: what does running this job mean? (JobHandler)
+
+        ``additional_context`` is the worker's (procrastinate's option of that
+        name): tasks with ``pass_context=True`` find it in ``context.additional_context``.
+        """
         definition = self._definition(job.task_name)
         if definition is None:
             raise TaskNotFound(
@@ -280,19 +315,26 @@ class App:
                 f"(it has: {', '.join(sorted(self._registry)) or 'no tasks'}). Register it with "
                 "@app.task(name=...) in the code the worker imports."
             )
-        args = (JobContext(job, self),) if definition.pass_context else ()
+        context = JobContext(job, self, dict(additional_context or {}))
+        args = (context,) if definition.pass_context else ()
         return Runnable(definition.func, args, job.args, definition.is_async, definition.retry)
 
     def worker(self, **options: Any) -> Worker:
         """A worker for this app's jobs; ``run_worker_async`` runs one. Closing the app
-        stops it first."""
+        stops it first. procrastinate's option names work too
+        (``pgqueue_ref.app.worker_options``), and ``additional_context={...}``."""
+        merged = {**worker_options(self.worker_defaults), **worker_options(options)}
+        additional_context = merged.pop("additional_context", None)
+        handler: JobHandler = self
+        if additional_context is not None:
+            handler = _WithContext(self, additional_context)
         deferrer = PeriodicDeferrer(self, **self.periodic_defaults) if self._periodic else None
         worker = Worker(
             manager=self.job_manager,
             face=Face.APP,
-            handler=self,
+            handler=handler,
             periodic=deferrer.run_forever if deferrer is not None else None,
-            **{**self.worker_defaults, **options},
+            **merged,
         )
         self._workers.add(worker)
         return worker
@@ -300,7 +342,8 @@ class App:
     async def run_worker_async(self, **options: Any) -> WorkerStats:
         """Run a worker: ``queues=[...]``, ``concurrency=N``, ``wait=False`` to drain and return,
         ``delete_jobs="successful"`` to delete jobs once they succeed (see
-        :class:`~pgqueue_ref.worker.Worker`). A continuous worker also defers the
+        :class:`~pgqueue_ref.worker.Worker`), and procrastinate's names for them
+        (``pgqueue_ref.app.worker_options``). A continuous worker also defers the
         app's periodic tasks (:mod:`pgqueue_ref.periodic`).
 
         In a notebook, cancelling the cell (or the task) stops it gracefully.
@@ -318,6 +361,22 @@ class App:
             "run_worker() blocks, and it was called inside a running event loop (a notebook, "
             "an async function): use 'await app.run_worker_async(...)' there instead."
         )
+
+
+def _grace(worker: Worker) -> float | None:
+    """How long to wait for a stopping worker: its shutdown timeout and a margin (None: ever)."""
+    return None if worker.shutdown_timeout is None else worker.shutdown_timeout + 5
+
+
+@dataclass(frozen=True, slots=True)
+class _WithContext:
+    """The app as a worker's JobHandler, with that worker's ``additional_context``."""
+
+    app: App
+    additional_context: Mapping[str, Any]
+
+    def prepare(self, job: Job) -> Runnable:
+        return self.app.prepare(job, self.additional_context)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -12,7 +12,7 @@ The tree::
     │   └── ConnectorNotOpen          a query before app.open() / open_async()
     ├── ConfigurationError            the library was set up wrongly
     │   ├── SyncConnectorConfigurationError   a worker asked of a defer-only connector
-    │   ├── AutocommitRequired        a Queue-face driver got a transactional connection
+    │   ├── AutocommitRequired        a driver got a non-autocommit connection (also a RuntimeError)
     │   ├── InvalidIdentifier         a name that is not a plain identifier (also a ValueError)
     │   │   ├── InvalidChannel        a LISTEN/NOTIFY channel name
     │   │   └── InvalidQueueName      a queue name
@@ -23,6 +23,7 @@ The tree::
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     ├── TaskNotFound                  a job names a task its worker does not know
+    ├── JobNotRetryable               retry_job asked of a job that is not 'failed'
     ├── EmbeddedPostgresError         the throwaway server could not start (also a RuntimeError)
     │   └── PgBouncerError            the throwaway PgBouncer could not start
     ├── UsageError                    a mistake on the command line (exit code 2)
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidPeriodicTask",
     "InvalidQueueName",
     "JobAborted",
+    "JobNotRetryable",
     "PgQueueError",
     "PreparedStatementError",
     "SyncCallInAsyncContext",
@@ -142,8 +144,12 @@ class SyncConnectorConfigurationError(ConfigurationError):
     """A worker was asked of a connector that can only defer jobs."""
 
 
-class AutocommitRequired(ConfigurationError):
-    """A Queue-face driver was handed a psycopg connection without autocommit."""
+class AutocommitRequired(ConfigurationError, RuntimeError):
+    """A Queue-face driver was handed a psycopg connection without autocommit.
+
+    Also a ``RuntimeError``, which is what PgQueuer's drivers raise here: code
+    written for PgQueuer that catches ``RuntimeError`` catches this too.
+    """
 
 
 class InvalidIdentifier(ConfigurationError, ValueError):
@@ -191,6 +197,10 @@ class UnserializableArguments(PgQueueError, TypeError):
 
 class TaskNotFound(PgQueueError):
     """A job names a task that the worker running it does not have."""
+
+
+class JobNotRetryable(PgQueueError):
+    """``job_manager.retry_job_by_id[_async]`` of a job that does not exist or is not 'failed'."""
 
 
 #: SQLSTATE (or its two-character class) -> our exception. Looked up by the

@@ -11,7 +11,7 @@ import datetime
 import enum
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +81,17 @@ class Job:
         return self.queueing_lock
 
 
-def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
+def dump_args(
+    task_name: str, kwargs: Mapping[str, Any], dumps: Callable[[Any], str] | None = None
+) -> str:
     """Serialise task arguments to JSON text, or say exactly which one cannot be.
+
+    ``dumps`` is the connector's ``json_dumps`` (procrastinate's option), used
+    instead of ``json.dumps`` when given: a ``TypeError`` or ``ValueError``
+    from it is reported as below, argument by argument, through it again. What
+    it returns is sent as it is, so it must be JSON text; it is checked for
+    NUL characters and surrogates like ours, but not for NaN (PostgreSQL then
+    refuses the insert).
 
     NaN and infinities are refused too: they are not JSON, and PostgreSQL's
     ``jsonb`` would reject them later, after the caller has moved on. So are
@@ -90,19 +99,21 @@ def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
     points (a str with a lone ``\\ud800`` in it, from bytes decoded with
     ``surrogateescape``, say).
     """
+    dump = dumps or _dump
     try:
-        text = json.dumps(kwargs, allow_nan=False, separators=(",", ":"))
+        text = dump(kwargs)
     except (TypeError, ValueError):
         pass
     else:
-        # Both show in the JSON text as escapes (json.dumps writes ASCII): look
+        # Both show in our JSON text as escapes (json.dumps writes ASCII): look
         # closer only then. An emoji escapes to a surrogate pair, and is fine.
-        if "\\u0000" in text or "\\ud" in text:
+        # Another dumps may write them as they are.
+        if "\\u0000" in text or "\\ud" in text or (dumps is not None and _unstorable(text)):
             _refuse_unstorable_text(task_name, kwargs)
         return text
     for name, value in kwargs.items():
         try:
-            json.dumps(value, allow_nan=False)
+            dump(value)
         except (TypeError, ValueError) as error:
             raise UnserializableArguments(
                 f"argument {name!r} of task {task_name!r} is not JSON serialisable: "
@@ -113,6 +124,10 @@ def dump_args(task_name: str, kwargs: Mapping[str, Any]) -> str:
         f"the arguments of task {task_name!r} are not JSON serialisable; "
         "pass keyword arguments whose values are plain JSON values."
     )
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 def _unstorable(value: Any) -> str | None:
@@ -161,8 +176,12 @@ def schedule_in_seconds(schedule_in: Mapping[str, float] | datetime.timedelta) -
         ) from error
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
-    """Build a Job from a ``fetch_jobs`` row, whatever driver returned it."""
+def job_from_row(row: Mapping[str, Any], loads: Callable[[str], Any] | None = None) -> Job:
+    """Build a Job from a ``fetch_jobs`` row, whatever driver returned it.
+
+    ``loads`` is the connector's ``json_loads`` (procrastinate's option), used
+    instead of ``json.loads`` for ``args`` when given.
+    """
     payload = row["payload"]
     if payload is not None and not isinstance(payload, bytes):
         payload = bytes(payload)  # psycopg2 and aiopg return memoryview for bytea
@@ -170,7 +189,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         id=row["id"],
         task_name=row["task_name"],
         queue=row["queue"],
-        args=json.loads(row["args"]),
+        args=(loads or json.loads)(row["args"]),
         payload=payload,
         priority=row["priority"],
         attempts=row["attempts"],

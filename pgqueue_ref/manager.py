@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .connectors import BaseConnector, Row, require_async
-from .exceptions import AlreadyEnqueued
+from .exceptions import AlreadyEnqueued, InvalidQueueName, JobNotRetryable
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
+from .names import identifier
 from .sql import QUERIES, SCHEMA, Query
 
-__all__ = ["Call", "DeleteJobCondition", "JobManager", "Outcome"]
+__all__ = ["LIST_JOBS_FILTERS", "Call", "DeleteJobCondition", "JobManager", "Outcome"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,6 +163,7 @@ def fetch_call(
     limit: int,
     queues: Sequence[str] | None,
     task_names: Sequence[str] | None,
+    loads: Callable[[str], Any] | None = None,
 ) -> Call[list[Job]]:
     params = {
         "face": face.value,
@@ -172,7 +174,9 @@ def fetch_call(
     }
     # RETURNING has no order: run in the order the fetch chose them.
     return Call(
-        QUERIES["fetch_jobs"], params, lambda rows: sorted(map(job_from_row, rows), key=_run_order)
+        QUERIES["fetch_jobs"],
+        params,
+        lambda rows: sorted((job_from_row(row, loads) for row in rows), key=_run_order),
     )
 
 
@@ -239,6 +243,67 @@ def _status(rows: list[Row]) -> Status | None:
     return Status(rows[0]["status"]) if rows else None
 
 
+#: procrastinate's list_jobs filters -> the get_jobs parameter each sets.
+LIST_JOBS_FILTERS = {
+    "id": "id",
+    "task": "task_name",
+    "status": "status",
+    "lock": "lock",
+    "queueing_lock": "queueing_lock",
+    "worker_id": "worker_id",
+}
+
+
+def _list_jobs_call(queue: str | None, limit: int, filters: dict[str, Any]) -> Call[list[Row]]:
+    unknown = sorted(set(filters) - set(LIST_JOBS_FILTERS))
+    if unknown:
+        raise TypeError(
+            f"list_jobs got unknown filter(s) {', '.join(unknown)}: "
+            f"the filters are queue, limit, {', '.join(LIST_JOBS_FILTERS)}"
+        )
+    params = {column: filters.get(name) for name, column in LIST_JOBS_FILTERS.items()}
+    if isinstance(params["status"], Status):
+        params["status"] = params["status"].value
+    return Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit, **params}, list)
+
+
+def _counts_call(
+    query: str, queue: str | None, task: str | None, status: str | None, lock: str | None
+) -> Call[list[Row]]:
+    params = {"queue": queue, "task_name": task, "status": status, "lock": lock}
+    return Call(QUERIES[query], params, list)
+
+
+def _delete_waiting_call(job_id: int) -> Call[bool]:
+    return Call(QUERIES["delete_waiting_job"], {"id": job_id}, bool)
+
+
+def _cancelled(status: Status | None, abort: bool) -> bool:
+    """cancel_job's answer as procrastinate's: cancelled, or asked to abort."""
+    return status is Status.CANCELLED or (abort and status is Status.DOING)
+
+
+def _retry_call(
+    job_id: int,
+    retry_at: datetime.datetime | None,
+    priority: int | None,
+    queue: str | None,
+    lock: str | None,
+) -> Call[bool]:
+    if queue is not None:
+        identifier("queue", queue, InvalidQueueName, "emails")
+    params = {"id": job_id, "retry_at": retry_at, "priority": priority, "queue": queue}
+    return Call(QUERIES["retry_failed_job"], {**params, "lock": lock}, bool)
+
+
+def _retried(job_id: int, found: bool) -> None:
+    if not found:
+        raise JobNotRetryable(
+            f"job {job_id} cannot be retried: there is no such job, or it is not 'failed' "
+            "(a waiting or running job will run anyway; look with get_job_status)"
+        )
+
+
 # -- the manager ------------------------------------------------------------
 
 
@@ -290,7 +355,8 @@ class JobManager:
         queues: Sequence[str] | None = None,
         task_names: Sequence[str] | None = None,
     ) -> list[Job]:
-        return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names))
+        loads = self.connector.json_loads
+        return await self.run_async(fetch_call(face, worker_id, limit, queues, task_names, loads))
 
     async def finish_async(
         self,
@@ -501,13 +567,117 @@ class JobManager:
             Call(QUERIES["cancel_job"], {"id": job_id, "abort": abort}, _status), connection
         )
 
-    async def list_jobs_async(self, queue: str | None = None, limit: int = 100) -> list[Row]:
-        return await self.run_async(
-            Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit}, list)
-        )
+    async def list_jobs_async(
+        self, queue: str | None = None, limit: int = 100, **filters: Any
+    ) -> list[Row]:
+        """The newest ``limit`` jobs, as rows (dicts); procrastinate's filters
+        (``id``, ``task``, ``status``, ``lock``, ``queueing_lock``, ``worker_id``)
+        narrow them, by keyword."""
+        return await self.run_async(_list_jobs_call(queue, limit, filters))
 
-    def list_jobs(self, queue: str | None = None, limit: int = 100) -> list[Row]:
-        return self.run(Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit}, list))
+    def list_jobs(self, queue: str | None = None, limit: int = 100, **filters: Any) -> list[Row]:
+        return self.run(_list_jobs_call(queue, limit, filters))
+
+    # -- procrastinate's names (3.10's JobManager), beside ours -------------
+
+    async def cancel_job_by_id_async(
+        self, job_id: int, abort: bool = False, delete_job: bool = False, connection: Any = None
+    ) -> bool:
+        """Cancel a waiting job (deleted instead, with ``delete_job``), or ask a running
+        one to abort (with ``abort``). Whether anything was done."""
+        if delete_job and await self.run_async(_delete_waiting_call(job_id), connection):
+            return True
+        status = await self.cancel_async(job_id, abort=abort, connection=connection)
+        return _cancelled(status, abort)
+
+    def cancel_job_by_id(
+        self, job_id: int, abort: bool = False, delete_job: bool = False, connection: Any = None
+    ) -> bool:
+        if delete_job and self.run(_delete_waiting_call(job_id), connection):
+            return True
+        return _cancelled(self.cancel(job_id, abort=abort, connection=connection), abort)
+
+    async def get_job_status_async(self, job_id: int, connection: Any = None) -> Status | None:
+        """procrastinate's name of ``job_status_async`` (None: no such job)."""
+        return await self.job_status_async(job_id, connection)
+
+    def get_job_status(self, job_id: int, connection: Any = None) -> Status | None:
+        return self.job_status(job_id, connection)
+
+    async def retry_job_by_id_async(
+        self,
+        job_id: int,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        """Put a failed job back to wait, at ``retry_at`` (None: now), optionally with a
+        new priority, queue or lock. A job that is not 'failed' raises JobNotRetryable."""
+        call = _retry_call(job_id, retry_at, priority, queue, lock)
+        _retried(job_id, await self.run_async(call))
+
+    def retry_job_by_id(
+        self,
+        job_id: int,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        _retried(job_id, self.run(_retry_call(job_id, retry_at, priority, queue, lock)))
+
+    async def retry_job(
+        self,
+        job: Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        """procrastinate's ``retry_job``, which is async despite its name: see
+        :meth:`retry_job_by_id_async`. ``retry_job_async`` is the same method."""
+        await self.retry_job_by_id_async(job.id, retry_at, priority, queue, lock)
+
+    retry_job_async = retry_job
+
+    async def list_queues_async(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+    ) -> list[Row]:
+        """Per queue: ``name``, ``jobs_count`` and a count per status (``todo``, ...)."""
+        return await self.run_async(_counts_call("job_counts_by_queue", queue, task, status, lock))
+
+    def list_queues(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+    ) -> list[Row]:
+        return self.run(_counts_call("job_counts_by_queue", queue, task, status, lock))
+
+    async def list_tasks_async(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+    ) -> list[Row]:
+        """Per task name: ``name``, ``jobs_count`` and a count per status."""
+        return await self.run_async(_counts_call("job_counts_by_task", queue, task, status, lock))
+
+    def list_tasks(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+    ) -> list[Row]:
+        return self.run(_counts_call("job_counts_by_task", queue, task, status, lock))
 
     async def status_counts_async(self) -> list[Row]:
         return await self.run_async(Call(QUERIES["status_counts"], {}, list))

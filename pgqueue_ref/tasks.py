@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import InvalidQueueName, SyncCallInAsyncContext
@@ -51,6 +51,8 @@ class JobContext:
 
     job: Job
     app: App
+    #: The worker's ``additional_context`` (procrastinate's option), or {}.
+    additional_context: dict[str, Any] = field(default_factory=dict)
 
     async def should_abort_async(self) -> bool:
         """Whether someone asked this job to abort (``cancel_async(job_id, abort=True)``).
@@ -107,7 +109,8 @@ class JobDeferrer:
     def job_spec(self, task_kwargs: Mapping[str, Any]) -> JobSpec:
         """The row this deferrer would insert for these arguments."""
         return dataclasses.replace(
-            self._template, args=dump_args(self.definition.name, task_kwargs)
+            self._template,
+            args=dump_args(self.definition.name, task_kwargs, self.app.connector.json_dumps),
         )
 
     def _args(self, kwargs_list: tuple[Mapping[str, Any], ...]) -> list[str]:
@@ -115,7 +118,8 @@ class JobDeferrer:
         for kwargs in kwargs_list:
             if not isinstance(kwargs, Mapping):
                 raise TypeError(f"batch_defer takes one dict of arguments per job; got {kwargs!r}")
-        return [dump_args(self.definition.name, kwargs) for kwargs in kwargs_list]
+        dumps = self.app.connector.json_dumps
+        return [dump_args(self.definition.name, kwargs, dumps) for kwargs in kwargs_list]
 
     async def defer_async(self, **task_kwargs: Any) -> int:
         """Defer one job; returns its id."""

@@ -138,7 +138,8 @@ class Worker:
     ``wait=False`` stops once no job is ready; ``listen=False`` relies on
     polling alone; the intervals and timeouts are in seconds
     (``listen_check_timeout``: how long a new LISTEN has to hear the worker's
-    own test notification before the worker warns that it is deaf).
+    own test notification before the worker warns that it is deaf;
+    ``shutdown_timeout=None``: running jobs get as long as they take to finish).
     ``delete_jobs`` is procrastinate's retention option: ``"never"`` (the
     default) keeps finished jobs, ``"successful"`` deletes a job once it
     succeeded, ``"always"`` once it finished whatever the outcome; a job that
@@ -172,7 +173,7 @@ class Worker:
         flush_interval: float = 0.05,
         heartbeat_interval: float = 5.0,
         stalled_after: float = 30.0,
-        shutdown_timeout: float = 30.0,
+        shutdown_timeout: float | None = 30.0,
         listen_check_timeout: float = 2.0,
         name: str | None = None,
         channel: str = CHANNEL,

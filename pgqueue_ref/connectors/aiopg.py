@@ -21,6 +21,12 @@ Its quirks, and nothing else:
 * libpq's asynchronous connect leaves the server's address out of its error
   ("Connection refused", but where?): when the pool cannot connect, we
   connect once more the blocking way, whose error names host and port.
+* aiopg turns on psycopg2's hstore, UUID and JSON adaptation by default, and
+  psycopg2 keeps adapters for the whole process: after aiopg's hstore setup,
+  every psycopg2 connection of the program sends a ``dict`` as hstore. We
+  pass ``enable_hstore=False, enable_uuid=False, enable_json=False`` (as
+  procrastinate does) unless you set them; our queries need none of the
+  three (arguments travel as JSON text).
 * No external connections: ``configure(connection=...)`` is refused.
 """
 
@@ -37,9 +43,12 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from ..exceptions import ConfigurationError
-from .base import AsyncPoolConnector, Params, Row
+from .base import AsyncPoolConnector, JsonDumps, JsonLoads, Params, Row
 
 __all__ = ["AiopgConnector"]
+
+#: aiopg's options that change psycopg2's process-wide adapters: off unless given.
+PROCESS_WIDE_OFF = {"enable_hstore": False, "enable_uuid": False, "enable_json": False}
 
 # aiopg.create_pool's own arguments; the others are psycopg2.connect's.
 _POOL_ONLY = {
@@ -51,11 +60,18 @@ _POOL_ONLY = {
 
 class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
     def __init__(
-        self, *, dsn: str | None = None, listen_dsn: str | None = None, **pool_args: Any
+        self,
+        *,
+        dsn: str | None = None,
+        listen_dsn: str | None = None,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **pool_args: Any,
     ) -> None:
         super().__init__(listen_dsn=listen_dsn)
+        self._set_json(json_dumps, json_loads)
         self._dsn = dsn
-        self._pool_args = pool_args
+        self._pool_args = {**PROCESS_WIDE_OFF, **pool_args}
 
     async def _create_pool(self) -> aiopg.Pool:
         try:
@@ -91,7 +107,8 @@ class AiopgConnector(AsyncPoolConnector[aiopg.Pool]):
         self, dsn: str, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
         try:
-            conn = await aiopg.connect(dsn)
+            adapters = {name: self._pool_args[name] for name in PROCESS_WIDE_OFF}
+            conn = await aiopg.connect(dsn, **adapters)
         except psycopg2.OperationalError:
             await asyncio.to_thread(_connect_blocking, dsn, {})  # whose error names the address
             raise

@@ -52,7 +52,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..exceptions import ConfigurationError, ConnectionFailed
 from ..sql import to_numbered
-from .base import AsyncPoolConnector, Driver, Params, Row
+from .base import AsyncPoolConnector, Driver, JsonDumps, JsonLoads, Params, Row
 from .kept import KeptConnection
 
 __all__ = [
@@ -153,9 +153,16 @@ async def listen_at(
 
 class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
     def __init__(
-        self, *, dsn: str | None = None, listen_dsn: str | None = None, **pool_args: Any
+        self,
+        *,
+        dsn: str | None = None,
+        listen_dsn: str | None = None,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **pool_args: Any,
     ) -> None:
         super().__init__(listen_dsn=listen_dsn)
+        self._set_json(json_dumps, json_loads)
         self._dsn = dsn
         self._pool_args = pool_args
 

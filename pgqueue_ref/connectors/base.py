@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from ..exceptions import (
     ConfigurationError,
@@ -75,6 +75,12 @@ def translated_errors() -> Iterator[None]:
         raise
 
 
+#: procrastinate's ``json_dumps``: a JSON value (the task's keyword arguments) -> JSON text.
+JsonDumps: TypeAlias = Callable[[Any], str]
+#: procrastinate's ``json_loads``: JSON text -> a JSON value.
+JsonLoads: TypeAlias = Callable[[str], Any]
+
+
 class BaseConnector:
     """What both kinds of connector share."""
 
@@ -85,6 +91,15 @@ class BaseConnector:
     external_connection_type: ClassVar[str | None] = None
     #: How to open it, for the "not open" error.
     _how_to_open: ClassVar[str] = "'app.open()'"
+    #: procrastinate's ``json_dumps=`` / ``json_loads=``: how the App face turns task
+    #: arguments into JSON text and back (None: the ``json`` module). Applied in
+    #: :func:`pgqueue_ref.jobs.dump_args` and :func:`~pgqueue_ref.jobs.job_from_row`,
+    #: the one place for every driver; never passed to the driver itself.
+    json_dumps: JsonDumps | None = None
+    json_loads: JsonLoads | None = None
+
+    def _set_json(self, json_dumps: JsonDumps | None, json_loads: JsonLoads | None) -> None:
+        self.json_dumps, self.json_loads = json_dumps, json_loads
 
     def _check_external_connection(self, connection: Any) -> None:
         if connection is not None and self.external_connection_type is None:

@@ -55,7 +55,7 @@ import psycopg.sql
 import psycopg_pool
 
 from ..exceptions import AutocommitRequired, ConfigurationError
-from .base import AsyncPoolConnector, Driver, Params, Row
+from .base import AsyncPoolConnector, Driver, JsonDumps, JsonLoads, Params, Row
 from .kept import KeptConnection
 
 __all__ = [
@@ -156,9 +156,12 @@ class PsycopgConnector(AsyncPoolConnector[Pool]):
         conninfo: str = "",
         kwargs: dict[str, Any] | None = None,
         listen_dsn: str | None = None,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
         **pool_args: Any,
     ) -> None:
         super().__init__(listen_dsn=listen_dsn)
+        self._set_json(json_dumps, json_loads)
         self._conninfo = conninfo
         self._kwargs = {"autocommit": True, **(kwargs or {})}
         self._pool_args = pool_args

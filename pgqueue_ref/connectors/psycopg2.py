@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import psycopg2.extras
 import psycopg2.pool
 
-from .base import Params, Row, SyncPoolConnector
+from .base import JsonDumps, JsonLoads, Params, Row, SyncPoolConnector
 
 __all__ = ["Psycopg2Connector"]
 
@@ -35,8 +35,16 @@ Pool: TypeAlias = Any
 
 class Psycopg2Connector(SyncPoolConnector[Pool]):
     def __init__(
-        self, *, dsn: str | None = None, minconn: int = 1, maxconn: int = 10, **connect_args: Any
+        self,
+        *,
+        dsn: str | None = None,
+        minconn: int = 1,
+        maxconn: int = 10,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **connect_args: Any,
     ) -> None:
+        self._set_json(json_dumps, json_loads)
         self._dsn = dsn
         self._minconn, self._maxconn = minconn, maxconn
         self._connect_args = connect_args

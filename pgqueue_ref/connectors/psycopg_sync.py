@@ -27,7 +27,7 @@ import psycopg.rows
 import psycopg_pool
 
 from ..exceptions import ConfigurationError
-from .base import Params, Row, SyncConnector, SyncPoolConnector
+from .base import JsonDumps, JsonLoads, Params, Row, SyncConnector, SyncPoolConnector
 from .psycopg import check_type, require_autocommit
 
 __all__ = ["SyncPsycopgConnector", "SyncPsycopgDriver", "run_blocking"]
@@ -48,8 +48,15 @@ class SyncPsycopgConnector(SyncPoolConnector[Pool]):
     external_connection_type = "psycopg.Connection"
 
     def __init__(
-        self, *, conninfo: str = "", kwargs: dict[str, Any] | None = None, **pool_args: Any
+        self,
+        *,
+        conninfo: str = "",
+        kwargs: dict[str, Any] | None = None,
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **pool_args: Any,
     ) -> None:
+        self._set_json(json_dumps, json_loads)
         self._conninfo = conninfo
         self._kwargs = {"autocommit": True, **(kwargs or {})}
         self._pool_args = pool_args

@@ -37,7 +37,7 @@ import sqlalchemy
 import sqlalchemy.engine
 
 from ..exceptions import ConfigurationError
-from .base import Params, Row, SyncPoolConnector
+from .base import JsonDumps, JsonLoads, Params, Row, SyncPoolConnector
 
 __all__ = ["SQLAlchemyPsycopg2Connector"]
 
@@ -50,7 +50,15 @@ class SQLAlchemyPsycopg2Connector(SyncPoolConnector[Engine]):
 
     external_connection_type = "sqlalchemy.engine.Connection"
 
-    def __init__(self, *, dsn: str = "postgresql+psycopg2://", **engine_args: Any) -> None:
+    def __init__(
+        self,
+        *,
+        dsn: str = "postgresql+psycopg2://",
+        json_dumps: JsonDumps | None = None,
+        json_loads: JsonLoads | None = None,
+        **engine_args: Any,
+    ) -> None:
+        self._set_json(json_dumps, json_loads)
         self._dsn = dsn
         self._engine_args = engine_args
 

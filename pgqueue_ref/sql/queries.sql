@@ -242,13 +242,82 @@ RETURNING job.id;
 SELECT status FROM pgqueue_jobs WHERE id = %(id)s::bigint;
 
 -- name: get_jobs
--- For people and tests: the newest jobs first, optionally of one queue.
+-- For people and tests: the newest jobs first, optionally of one queue (and,
+-- for procrastinate's list_jobs filters, one id, task, status, lock,
+-- queueing lock or worker: each NULL filter lets every row through).
 SELECT id, face, queue, task_name, args::text AS args, payload, priority, status,
        attempts, lock, queueing_lock, error, scheduled_at, created_at, started_at, finished_at
 FROM pgqueue_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
+  AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s::text)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(lock)s::text IS NULL OR lock = %(lock)s::text)
+  AND (%(queueing_lock)s::text IS NULL OR queueing_lock = %(queueing_lock)s::text)
+  AND (%(worker_id)s::bigint IS NULL OR worker_id = %(worker_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s::integer;
+
+-- name: job_counts_by_queue
+-- procrastinate's list_queues: per queue, how many jobs, and how many in each
+-- status (FILTER counts them in the one pass over the rows GROUP BY makes).
+SELECT queue AS name, count(*) AS jobs_count,
+       count(*) FILTER (WHERE status = 'todo') AS todo,
+       count(*) FILTER (WHERE status = 'doing') AS doing,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'aborted') AS aborted
+FROM pgqueue_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s::text)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(lock)s::text IS NULL OR lock = %(lock)s::text)
+GROUP BY queue
+ORDER BY queue;
+
+-- name: job_counts_by_task
+-- procrastinate's list_tasks: job_counts_by_queue, per task name instead.
+SELECT task_name AS name, count(*) AS jobs_count,
+       count(*) FILTER (WHERE status = 'todo') AS todo,
+       count(*) FILTER (WHERE status = 'doing') AS doing,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'aborted') AS aborted
+FROM pgqueue_jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s::text)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(lock)s::text IS NULL OR lock = %(lock)s::text)
+GROUP BY task_name
+ORDER BY task_name;
+
+-- name: delete_waiting_job
+-- procrastinate's cancel_job_by_id(delete_job=True): a waiting job is deleted
+-- rather than kept as 'cancelled'. A running job is never deleted: it is
+-- asked to abort instead (cancel_job, after this), as procrastinate does.
+DELETE FROM pgqueue_jobs WHERE id = %(id)s::bigint AND status = 'todo' RETURNING id;
+
+-- name: retry_failed_job
+-- procrastinate's retry_job: a failed job waits again, at retry_at (NULL: as
+-- soon as possible), with a new priority, queue or lock if given. Only
+-- 'failed': a 'doing' job belongs to its worker, whose outcome would
+-- overwrite ours. attempts stays: it counts claims, and the next claim
+-- counts itself. The last error stays too, for the user. Like every insert,
+-- it wakes the workers of its queue.
+WITH retried AS (
+    UPDATE pgqueue_jobs
+    SET status = 'todo',
+        scheduled_at = %(retry_at)s::timestamptz,
+        priority = coalesce(%(priority)s::integer, priority),
+        queue = coalesce(%(queue)s::text, queue),
+        lock = coalesce(%(lock)s::text, lock),
+        worker_id = NULL, abort_requested = false, started_at = NULL, finished_at = NULL
+    WHERE id = %(id)s::bigint AND status = 'failed'
+    RETURNING id, face, queue
+)
+SELECT id FROM retried, pg_notify('pgqueue_ref', face || ':' || queue) AS woken;
 
 -- name: status_counts
 SELECT face, queue, status, count(*) AS count
