@@ -439,6 +439,8 @@ class Worker:
 
     async def _claim(self) -> int:
         assert self.worker_id is not None
+        if self.fenced:  # it may have struck while _fetch_once awaited something else
+            return 1  # look again: the loop waits while fenced
         limit = max(1, self._claim_size.before_claim() - len(self._buffer))
         epoch = self._fence_epoch
         jobs = await self.manager.fetch_async(
@@ -453,14 +455,16 @@ class Worker:
             self.stats.fenced += len(jobs)
             return len(jobs) or 1  # look again: the loop waits while fenced
         self._claim_size.after_claim(limit, len(jobs))
-        if self._running_ids and (still := [job for job in jobs if job.id in self._running_ids]):
+        held = self._running_ids | {job.id for job, _ in self._buffer}
+        if held and (still := [job for job in jobs if job.id in held]):
             # Requeued while we were cut off, and claimed by us again while the old run
-            # (a sync job in its thread) still goes: never run a job twice at once here.
-            # Hand it back for a second from now; the old run's outcome is refused.
+            # (a sync job in its thread) still goes, or while it still waits here: never
+            # run a job twice at once in one worker. Hand it back for a second from now;
+            # the old run's outcome is refused if the job has a new owner.
             for job in still:
                 self._record(Outcome(job.id, Status.TODO, retry_in=1.0, handed_back=True))
-            logger.warning("handed back %s re-claimed jobs still running here", len(still))
-            jobs = [job for job in jobs if job.id not in self._running_ids]
+            logger.warning("handed back %s re-claimed jobs still held here", len(still))
+            jobs = [job for job in jobs if job.id not in held]
         if jobs:
             now = time.monotonic()
             self._buffer.extend((job, now) for job in jobs)
