@@ -23,6 +23,9 @@ nb_execution_mode = "off"
 myst_heading_anchors = 3
 html_theme = "furo"
 html_title = "pgqueue_ref"
+# The support table's compact layout (docs/connectors.md wraps it in a div of this class).
+html_static_path = ["_static"]
+html_css_files = ["support-table.css"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

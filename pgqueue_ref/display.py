@@ -15,6 +15,9 @@ Two helpers for people reading a notebook:
           await add.batch_defer_async({"a": 1, "b": 2}, {"a": 3, "b": 4})
       sent  # one statement, defer_jobs, with one array per column
 
+:func:`recording_each` does the same for several connectors at once, and shows
+which connector sent what, one row each.
+
 It wraps the connector's I/O methods (``_execute``, ``_fetch_all``,
 ``_listen``: the connector contract) on that one instance, and puts them back
 when the block ends; nothing else changes.
@@ -34,7 +37,15 @@ from ._table import _cell, format_table
 from .connectors import BaseConnector
 from .sql import QUERIES, SCHEMA
 
-__all__ = ["Statement", "Statements", "Table", "recording", "table"]
+__all__ = [
+    "Statement",
+    "Statements",
+    "StatementsBy",
+    "Table",
+    "recording",
+    "recording_each",
+    "table",
+]
 
 
 class Table:
@@ -198,3 +209,33 @@ def _wrap(method: Callable[..., Any], note: Callable[..., None]) -> Callable[...
         return method(*args)
 
     return wrapper
+
+
+class StatementsBy(dict[str, Statements]):
+    """What each connector of a :func:`recording_each` block sent: connector class
+    name -> its statements; shown as a table, one row per connector."""
+
+    def table(self) -> Table:
+        return Table(
+            {"connector": name, "sent": ", ".join(s.name for s in sent) or "(nothing)"}
+            for name, sent in self.items()
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.table())
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+@contextlib.contextmanager
+def recording_each(*connectors: BaseConnector) -> Iterator[StatementsBy]:
+    """:func:`recording` on each connector at once, keyed by the connector's class name."""
+    names = [type(connector).__name__ for connector in connectors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two connectors of one class cannot be told apart here: {names}")
+    with contextlib.ExitStack() as stack:
+        yield StatementsBy(
+            (name, stack.enter_context(recording(connector)))
+            for name, connector in zip(names, connectors)
+        )

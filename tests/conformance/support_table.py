@@ -21,10 +21,13 @@ How it stays honest:
   committed table names every connector and every conformance test.
 
 Rows are the conformance tests, module by module and in file order within
-each, labelled by the first line of their docstring; columns are the
-connectors of ``CONNECTORS``, direct to the server, then one column for the
-``pgbouncer`` topology: "as direct" when every connector gave the same verdict
-through PgBouncer, else each connector whose verdict differs, with it.
+each, labelled by the first line of their docstring (each row's test is named
+in a list below the table); columns are the connectors of ``CONNECTORS``,
+direct to the server, then one column for the ``pgbouncer`` topology: ``=``
+when every connector gave the same verdict through PgBouncer, else each
+verdict that differs, its note naming the connectors that gave it. Cells are
+short marks (✔, ✘, n/a) with a superscript note number, so that the eleven
+columns fit a laptop-width page.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from pathlib import Path
 import pytest
 
 __all__ = [
+    "AS_DIRECT",
     "DIRECT",
     "DOC",
+    "MARKS",
     "NO",
     "NOT_APPLICABLE",
     "PGBOUNCER",
@@ -53,6 +58,7 @@ __all__ = [
     "record",
     "render",
     "rows",
+    "superscript",
 ]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
@@ -132,32 +138,63 @@ def conformance_modules() -> list[object]:
     ]
 
 
+#: The short marks of the table, one per outcome.
+MARKS = {YES: "✔", NO: "✘", NOT_APPLICABLE: "n/a", FAILED: "FAILED"}
+#: Said in a PgBouncer cell when every connector gave the same verdict as direct.
+AS_DIRECT = "="
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def superscript(number: int) -> str:
+    """``12`` -> ``¹²``: a note's number, as the table marks it."""
+    return str(number).translate(_SUPERSCRIPTS)
+
+
 def render(
     table_rows: Sequence[Row],
     connectors: Sequence[str],
     results: Mapping[tuple[str, str, str], Cell],
 ) -> str:
-    """The markdown of ``docs/connectors.md``."""
+    """The markdown of ``docs/connectors.md``.
+
+    Short marks keep the table as narrow as its eleven columns allow (the docs
+    site turns the connector names upright, see ``docs/_static/support-table.css``):
+    the reasons go into numbered notes below it, a superscript in the cell points
+    to its note, and each row's test is named in a list after the notes.
+    """
     notes: list[str] = []
 
-    def cell(row: Row, connector: str, topology: str = DIRECT) -> str:
-        found = results[(row.test, connector, topology)]
-        if not found.reason or found.outcome == FAILED:
-            return found.outcome
-        note = f"{found.outcome}{', skipped' if found.skipped else ''}: {found.reason}"
+    def noted(note: str) -> str:
         if note not in notes:
             notes.append(note)
-        return f"{found.outcome} [{notes.index(note) + 1}]"
+        return superscript(notes.index(note) + 1)
+
+    def verdict(found: Cell) -> str:
+        return f"{found.outcome}{', skipped' if found.skipped else ''}: {found.reason}"
+
+    def cell(row: Row, connector: str) -> str:
+        found = results[(row.test, connector, DIRECT)]
+        mark = MARKS[found.outcome]
+        if not found.reason or found.outcome == FAILED:
+            return mark
+        return mark + noted(verdict(found))
 
     def through_pgbouncer(row: Row) -> str:
-        """The cell: "as direct", or each verdict that differs there, with its connectors."""
-        differ: dict[str, list[str]] = {}  # verdict -> connectors, in column order
+        """The cell: ``=``, or each verdict that differs there, its note naming its connectors."""
+        differ: dict[Cell, list[str]] = {}  # verdict -> connectors, in column order
         for connector in connectors:
-            if results[(row.test, connector, PGBOUNCER)] != results[(row.test, connector, DIRECT)]:
-                differ.setdefault(cell(row, connector, PGBOUNCER), []).append(f"`{connector}`")
+            found = results[(row.test, connector, PGBOUNCER)]
+            if found != results[(row.test, connector, DIRECT)]:
+                differ.setdefault(found, []).append(f"`{connector}`")
         if not differ:
-            return "as direct"
-        return "; ".join(f"{', '.join(names)}: {verdict}" for verdict, names in differ.items())
+            return AS_DIRECT
+        marks = []
+        for found, names in differ.items():
+            said = verdict(found) if found.reason else found.outcome
+            marks.append(
+                MARKS[found.outcome] + noted(f"{said} (through PgBouncer: {', '.join(names)})")
+            )
+        return " ".join(marks)
 
     lines = [
         "# What each connector supports",
@@ -166,11 +203,12 @@ def render(
         "     tests/conformance/test_support_table.py fails when this file is not what a fresh",
         "     run of the suite gives. Do not edit by hand. -->",
         "",
-        "Each row is one test of `tests/conformance/`, run on every connector: **yes** means",
-        "the test passed; **no** means the connector cannot do it and the test checked that it",
+        "Each row is one test of `tests/conformance/`, run on every connector: **✔** means",
+        "the test passed; **✘** means the connector cannot do it and the test checked that it",
         "says so clearly (the note gives the error); **n/a** means the question does not arise.",
-        "A note marked *skipped* is a case with nothing to check (no call that could refuse,",
-        "no question to ask): the test skipped there, with the note as its reason.",
+        "A small number after a mark is its note, below the table. A note marked *skipped* is",
+        "a case with nothing to check (no call that could refuse, no question to ask): the",
+        "test skipped there, with the note as its reason.",
         "",
         "The connector columns are the suite run direct to the server. The last column is",
         "the whole suite run again with every connector and driver behind a real PgBouncer",
@@ -181,22 +219,27 @@ def render(
         "`listen_dsn=` the server itself for LISTEN, as",
         "[the how-to](connectors-howto.md#behind-a-transaction-pooler-pgbouncer-supavisor-rds-proxy)",
         "says. Each of those tests first checks that PgBouncer carried the connector's",
-        "statement. **as direct** means every connector gave the same verdict there as in",
-        "its own column; otherwise the cell names each connector whose verdict differs,",
-        "and gives it.",
+        f"statement. **{AS_DIRECT}** means every connector gave the same verdict there as in",
+        "its own column; otherwise the cell gives each verdict that differs, and its note",
+        "names the connectors that gave it.",
         "",
-        "| behaviour (test) | "
+        '<div class="support-table">',
+        "",
+        "| behaviour | "
         + " | ".join(f"`{name}`" for name in connectors)
-        + " | through PgBouncer (transaction mode) |",
-        "| --- |" + " --- |" * (len(connectors) + 1),
+        + " | through PgBouncer |",
+        "| --- |" + " :-: |" * (len(connectors) + 1),
     ]
     # The direct cells first, so that the notes only the PgBouncer column needs come last.
     direct = [" | ".join(cell(row, connector) for connector in connectors) for row in table_rows]
     for row, cells in zip(table_rows, direct):
-        lines.append(f"| {row.label} (`{row.test}`) | {cells} | {through_pgbouncer(row)} |")
+        lines.append(f"| {row.label} | {cells} | {through_pgbouncer(row)} |")
+    lines += ["", "</div>"]
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"{number}. {note}" for number, note in enumerate(notes, 1)]
+    lines += ["", "The test behind each row, in the order of the rows:", ""]
+    lines += [f"- {row.label}: `{row.test}`" for row in table_rows]
     return "\n".join(lines) + "\n"
 
 
