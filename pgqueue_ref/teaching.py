@@ -17,6 +17,9 @@ and plain on purpose; a reader who wants to see how one works reads it here.
 * **The support table.** :func:`support_table` shows ``docs/connectors.md``'s
   table (generated from the conformance suite) compactly, connector names
   upright, so that its twelve verdict columns fit beside the behaviours.
+* **Where a piece lives.** :func:`where` names the file (and the name in it)
+  of a function, class, method or named query, for the lesson that maps a
+  minimal queue onto this one.
 * **Timing.** :class:`Stopwatch`, for the few lessons where a duration is the
   point: ``with Stopwatch() as watch: ...``, then ``watch.seconds``.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +42,7 @@ from typing import Any, Self
 from ._table import format_table
 from .connectors import AsyncConnector, BaseConnector
 from .display import Table
+from .sql import Query
 
 __all__ = [
     "JOB_STATES",
@@ -54,6 +59,7 @@ __all__ = [
     "support_table",
     "waiting_jobs",
     "watch_states",
+    "where",
 ]
 
 
@@ -337,3 +343,23 @@ def support_table(path: str | Path) -> SupportTable:
     """``docs/connectors.md``'s support table, read from ``path`` (for a notebook in
     ``notebooks/``: ``"../docs/connectors.md"``)."""
     return SupportTable(Path(path).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------
+# Where a piece lives
+# --------------------------------------------------------------------------
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def where(piece: Any) -> str:
+    """``"pgqueue_ref/worker.py: Worker._heartbeat_forever"`` for a function, class
+    or method of pgqueue_ref; ``"pgqueue_ref/sql/queries.sql: fetch_jobs"`` for a
+    named query (:data:`pgqueue_ref.sql.QUERIES`). No line numbers: they move."""
+    if isinstance(piece, Query):
+        return f"pgqueue_ref/sql/queries.sql: {piece.name}"
+    source = inspect.getsourcefile(inspect.unwrap(piece))
+    if source is None or not Path(source).resolve().is_relative_to(_PACKAGE):
+        raise ValueError(f"{piece!r} is not part of pgqueue_ref")
+    relative = Path(source).resolve().relative_to(_PACKAGE.parent).as_posix()
+    return f"{relative}: {piece.__qualname__}"
