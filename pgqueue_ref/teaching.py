@@ -355,7 +355,7 @@ _PACKAGE = Path(__file__).resolve().parent
 def where(piece: Any) -> str:
     """``"pgqueue_ref/worker.py: Worker._heartbeat_forever"`` for a function, class
     or method of pgqueue_ref; ``"pgqueue_ref/sql/queries.sql: fetch_jobs"`` for a
-    named query (:data:`pgqueue_ref.sql.QUERIES`). No line numbers: they move."""
+    named query (``pgqueue_ref.sql.QUERIES``). No line numbers: they move."""
     if isinstance(piece, Query):
         return f"pgqueue_ref/sql/queries.sql: {piece.name}"
     source = inspect.getsourcefile(inspect.unwrap(piece))
