@@ -161,7 +161,7 @@ class CompletionWatcher:
         return result
 
     async def wait_for_job(self, job_id: int) -> Status:
-        """How job ``job_id`` finished, as the App face names it (a :class:`Status`).
+        """How job ``job_id`` finished, as the App face names it (a :class:`~pgqueue_ref.jobs.Status`).
         JobNotFound if there is no such job, or it was deleted before its outcome was seen."""
         status = await self._future(job_id)
         if status is None:

@@ -712,7 +712,7 @@ class JobManager:
         limits: Mapping[str, int],
         queues: Sequence[str] | None = None,
     ) -> list[Job]:
-        """:meth:`fetch_async` for a worker whose tasks (``limits``: task name -> the most
+        """``fetch_async`` for a worker whose tasks (``limits``: task name -> the most
         that may run at once across every worker, 0 for no limit) include a limited one
         (``fetch_jobs_limited``). Two claims that chose the same seat at once: the second
         fails on the seats' unique index (or, having chosen two, may deadlock with the
