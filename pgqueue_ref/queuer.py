@@ -371,6 +371,8 @@ class PgQueuer:
             task_limits={n: spec.concurrency_limit for n, spec in self._entrypoints.items()},
             concurrency=max_concurrent_tasks or 2 * batch_size,
             prefetch=batch_size,
+            # The next batch is claimed while the current one runs (or is claimed).
+            claims_in_flight=2,
             wait=continuous,
             channel=self.channel,
             stop_when_deaf=shutdown_on_listener_failure,

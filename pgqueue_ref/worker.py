@@ -184,7 +184,20 @@ class Worker:
         periodic: Callable[[], Coroutine[Any, Any, None]] | None = None,
         task_limits: Mapping[str, int] | None = None,
         stop_when_deaf: bool = False,
+        claims_in_flight: int = 1,
     ) -> None:
+        if claims_in_flight < 1:
+            raise ValueError(f"claims_in_flight={claims_in_flight!r}: at least 1")
+        #: Claims sent at once (each its own round trip, on a pool its own connection):
+        #: with more than one, what is claimed and held, running or not, stays within
+        #: ``concurrency`` (the Queue face: PgQueuer's max_concurrent_tasks, two batches).
+        self.claims_in_flight = claims_in_flight
+        self._claiming = 0  # claims in flight now
+        self._reserved = 0  # the jobs those claims may bring
+        self._no_claims = asyncio.Event()  # set while no claim is in flight
+        self._no_claims.set()
+        self._not_releasing = asyncio.Event()  # clear while orphans are being handed back
+        self._not_releasing.set()
         #: Stop (run() raises ConnectionFailed) when the LISTEN is lost or hears nothing,
         #: instead of polling on: PgQueuer's run(shutdown_on_listener_failure=True).
         self.stop_when_deaf = stop_when_deaf
@@ -329,7 +342,9 @@ class Worker:
             self.queues,
         )
         try:
-            await self._fetch_until_stopped()
+            await asyncio.gather(
+                *(self._fetch_until_stopped() for _ in range(self.claims_in_flight))
+            )
         finally:
             # Also on cancellation: shut down gracefully, then let it propagate.
             await asyncio.shield(self._shutdown(runners, background))
@@ -441,6 +456,17 @@ class Worker:
         return False
 
     async def _release_orphans(self) -> None:
+        # Never while a claim is in flight (claims_in_flight > 1): its jobs are ours but
+        # not held yet, and would be handed back as orphans.
+        self._not_releasing.clear()
+        try:
+            await self._no_claims.wait()
+            if self._orphans_possible:
+                await self._release_orphans_now()
+        finally:
+            self._not_releasing.set()
+
+    async def _release_orphans_now(self) -> None:
         assert self.worker_id is not None
         held = {job.id for job, _ in self._buffer} | self._running_ids
         held |= {o.job_id for o in self._outcomes} | {o.job_id for o in self._flushing}
@@ -484,6 +510,29 @@ class Worker:
         return len(jobs)
 
     async def _fetch(self, limit: int) -> list[Job]:
+        if self.claims_in_flight == 1:
+            return await self._fetch_now(limit)
+        # Several claims at once: each takes at most what is left of `concurrency` once
+        # the running, the claimed and the other claims in flight are counted.
+        while (room := self.concurrency - self._busy - len(self._buffer) - self._reserved) < 1:
+            if self._stopping or self.fenced:
+                return []
+            self._room.clear()
+            await self._room.wait()
+        await self._not_releasing.wait()
+        limit = min(limit, room)
+        self._claiming += 1
+        self._reserved += limit
+        self._no_claims.clear()
+        try:
+            return await self._fetch_now(limit)
+        finally:
+            self._claiming -= 1
+            self._reserved -= limit
+            if not self._claiming:
+                self._no_claims.set()
+
+    async def _fetch_now(self, limit: int) -> list[Job]:
         assert self.worker_id is not None
         if self.task_limits is not None:
             return await self.manager.fetch_limited_async(

@@ -301,3 +301,28 @@ async def test_shutdown_on_listener_failure_stops_a_deaf_consumer(dsn: str) -> N
             await asyncio.wait_for(
                 pgq.run(shutdown_on_listener_failure=True, listen_check_timeout=0.3), 20
             )
+
+
+async def test_batch_size_bounds_each_claim_and_max_concurrent_tasks_what_runs(
+    dsn: str, db: Db
+) -> None:
+    # Two claims go out at once (the next batch while the current one runs); still
+    # each takes at most batch_size jobs, and at most max_concurrent_tasks run at once.
+    # Jobs of one claim share its started_at (the claim's now()).
+    async with asyncpg.create_pool(dsn, min_size=2, max_size=4) as pool:
+        pgq = PgQueuer.from_asyncpg_pool(pool)
+        runs = {"now": 0, "most": 0}
+
+        @pgq.entrypoint("slow")
+        async def slow(job: Job) -> None:
+            runs["now"] += 1
+            runs["most"] = max(runs["most"], runs["now"])
+            await asyncio.sleep(0.02)
+            runs["now"] -= 1
+
+        await pgq.queries.enqueue(["slow"] * 60, [b""] * 60, 0)
+        stats = await pgq.run(batch_size=3, mode=QueueExecutionMode.drain, max_concurrent_tasks=6)
+    assert stats.succeeded == 60
+    assert runs["most"] == 6  # more than one batch at once, never more than the cap
+    claims = db("SELECT count(*) FROM pgqueue_jobs GROUP BY started_at")
+    assert max(n for (n,) in claims) == 3 and sum(n for (n,) in claims) == 60
