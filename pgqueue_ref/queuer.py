@@ -356,6 +356,8 @@ class PgQueuer:
             worker_options["polling_interval"] = _seconds("dequeue_timeout", dequeue_timeout)
         worker_options.setdefault("stalled_after", stalled_after)
         worker_options.setdefault("heartbeat_interval", min(5.0, stalled_after / 6))
+        # The next batch is claimed while the current one runs (or is still being claimed).
+        worker_options.setdefault("claims_in_flight", 2)
         manager = JobManager(self.connection)
         scheduler = (
             Scheduler(manager, self._schedules, self.resources, self.schedule_max_delay)
@@ -371,8 +373,6 @@ class PgQueuer:
             task_limits={n: spec.concurrency_limit for n, spec in self._entrypoints.items()},
             concurrency=max_concurrent_tasks or 2 * batch_size,
             prefetch=batch_size,
-            # The next batch is claimed while the current one runs (or is claimed).
-            claims_in_flight=2,
             wait=continuous,
             channel=self.channel,
             stop_when_deaf=shutdown_on_listener_failure,
