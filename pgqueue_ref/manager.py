@@ -88,6 +88,10 @@ class DeleteJobCondition(enum.StrEnum):
 SEAT_RACES = frozenset({"23505", "40P01"})
 SEAT_RACE_ATTEMPTS = 8
 
+#: Jobs one completion announcement names ('id:status,...'): a NOTIFY payload must
+#: stay under 8000 bytes, and "9223372036854775807:cancelled," is 30.
+ANNOUNCED_PER_NOTIFY = 200
+
 #: Rows one ``delete_old_jobs`` statement deletes at most.
 DELETE_BATCH_SIZE = 10_000
 
@@ -372,25 +376,29 @@ class JobManager:
         outcomes: Sequence[Outcome],
         worker_id: int,
         delete_jobs: DeleteJobCondition = DeleteJobCondition.NEVER,
-    ) -> None:
+    ) -> list[int]:
         """Record outcomes of jobs ``worker_id`` holds, in one statement; if a retry
         collides with a queueing lock, one by one, so only the colliding job is affected.
-        Finished jobs that ``delete_jobs`` names are deleted by that same statement."""
+        Finished jobs that ``delete_jobs`` names are deleted by that same statement.
+        Returns the ids recorded: not those of jobs handed to another worker meanwhile."""
         if not outcomes:
-            return
+            return []
+        recorded: list[int] = []
         if Status.FAILED in delete_jobs.statuses and any(o.held for o in outcomes):
             # Held failures stay whatever delete_jobs says: written by a statement of
             # their own that deletes nothing.
             held = [o for o in outcomes if o.held]
-            await self.finish_async(held, worker_id, DeleteJobCondition.NEVER)
+            recorded += await self.finish_async(held, worker_id, DeleteJobCondition.NEVER)
             outcomes = [o for o in outcomes if not o.held]
             if not outcomes:
-                return
+                return recorded
         try:
-            await self.run_async(finish_call(outcomes, worker_id, delete_jobs))
+            written = await self.run_async(finish_call(outcomes, worker_id, delete_jobs))
+            recorded += written
         except AlreadyEnqueued:
             for outcome in outcomes:
-                await self._finish_one_async(outcome, worker_id, delete_jobs)
+                recorded += await self._finish_one_async(outcome, worker_id, delete_jobs)
+        return recorded
 
     async def release_orphaned_claims_async(self, worker_id: int, held: Sequence[int]) -> list[int]:
         """Hand back jobs claimed under ``worker_id`` that are not in ``held``."""
@@ -401,14 +409,14 @@ class JobManager:
 
     async def _finish_one_async(
         self, outcome: Outcome, worker_id: int, delete_jobs: DeleteJobCondition
-    ) -> None:
+    ) -> list[int]:
         try:
-            await self.run_async(finish_call([outcome], worker_id, delete_jobs))
+            return await self.run_async(finish_call([outcome], worker_id, delete_jobs))
         except AlreadyEnqueued:
             # Another job with the same queueing lock was deferred while this one
             # ran: that job will do the work, so this one stops here, and says why.
             logger.warning("job %s not requeued: its queueing lock is taken", outcome.job_id)
-            await self.run_async(
+            return await self.run_async(
                 finish_call(
                     [
                         dataclasses.replace(
@@ -740,13 +748,23 @@ class JobManager:
                 logger.debug("claim lost a race for a seat (%s); claiming again", error.sqlstate)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def announce_finished_async(self, outcomes: Sequence[Outcome]) -> None:
+    async def announce_finished_async(
+        self, outcomes: Sequence[Outcome], recorded: Iterable[int]
+    ) -> None:
         """Tell completion watchers (channel ``pgqueue_ref_finished``) how these jobs
-        ended, right after their outcomes were recorded (``announce_finished``)."""
-        ended = [o for o in outcomes if o.status is not Status.TODO]
+        ended, right after :meth:`finish_async` recorded them (``recorded``: the ids it
+        returned): ``announce_finished``, one notification per 200 jobs."""
+        written = set(recorded)
+        ended = [
+            f"{o.job_id}:{o.status.value}"
+            for o in outcomes
+            if o.status is not Status.TODO and o.job_id in written
+        ]
         if ended:
-            params = {"ids": [o.job_id for o in ended], "statuses": [o.status.value for o in ended]}
-            await self.run_async(Call(QUERIES["announce_finished"], params, _nothing))
+            payloads = [",".join(ended[i : i + ANNOUNCED_PER_NOTIFY])
+                        for i in range(0, len(ended), ANNOUNCED_PER_NOTIFY)]  # fmt: skip
+            call = Call(QUERIES["announce_finished"], {"payloads": payloads}, _nothing)
+            await self.run_async(call)
 
     async def job_statuses_async(self, job_ids: Iterable[int]) -> dict[int, Status]:
         """The status of each of these jobs that exists."""

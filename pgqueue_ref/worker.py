@@ -693,25 +693,25 @@ class Worker:
             self._flushing = batch
             try:
                 assert self.worker_id is not None
-                await self.manager.finish_async(batch, self.worker_id, self.delete_jobs)
+                recorded = await self.manager.finish_async(batch, self.worker_id, self.delete_jobs)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them for the next flush: nothing is lost
                 raise
             finally:
                 self._flushing = []
-            await self._announce(batch)
+            await self._announce(batch, recorded)
             if self.task_limits is not None and batch:
                 # Recorded outcomes free seats of limited tasks: claim again now, rather
                 # than at the next poll (other workers find them at theirs).
                 self._wake.set()
                 self._room.set()
 
-    async def _announce(self, batch: list[Outcome]) -> None:
+    async def _announce(self, batch: list[Outcome], recorded: list[int]) -> None:
         """Tell completion watchers (pgqueue_ref.completion) how these jobs ended. Their
         outcomes are recorded already: a failure here only delays the watchers until
         their next look."""
         try:
-            await self.manager.announce_finished_async(batch)
+            await self.manager.announce_finished_async(batch, recorded)
         except PgQueueError as error:
             logger.debug("could not announce %s finished jobs: %s", len(batch), error)
 

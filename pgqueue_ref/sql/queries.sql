@@ -671,23 +671,12 @@ LIMIT %(limit)s::integer;
 SELECT id, status FROM pgqueue_jobs WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: announce_finished
--- Sent by a worker right after it recorded outcomes (finish_jobs), so that
--- completion watchers learn them at once, on their own channel (workers do
--- not listen there). The payload says each job's outcome, 'id:status,...':
--- a job that finish_jobs deleted (delete_jobs) has no row left to look at.
--- Only what the table confirms is announced: a job still 'todo' or 'doing'
--- (handed to another worker meanwhile, whose outcome counts) is left out.
--- A payload must stay under 8000 bytes: 200 jobs per notification.
-WITH finished AS (
-    SELECT outcome.id, coalesce(job.status, outcome.status) AS status,
-           row_number() OVER () AS n
-    FROM unnest(%(ids)s::bigint[], %(statuses)s::text[]) AS outcome(id, status)
-    LEFT JOIN pgqueue_jobs AS job ON job.id = outcome.id
-    WHERE job.id IS NULL OR job.status NOT IN ('todo', 'doing')
-)
+-- Sent by a worker right after finish_jobs recorded outcomes, so that
+-- completion watchers (pgqueue_ref.completion) learn them at once, on a
+-- channel of their own (workers do not listen there). Each payload says how
+-- up to 200 jobs ended, 'id:status,id:status,...' (a payload must stay under
+-- 8000 bytes): only jobs finish_jobs wrote, so never the outcome of a job
+-- handed to another worker meanwhile, and also the outcome of one it deleted
+-- (delete_jobs), which has no row left to look at. Nothing reads the table.
 SELECT count(pg_notify('pgqueue_ref_finished', payload)) AS sent
-FROM (
-    SELECT string_agg(id || ':' || status, ',') AS payload
-    FROM finished
-    GROUP BY (n - 1) / 200
-) AS chunks;
+FROM unnest(%(payloads)s::text[]) AS payload;
