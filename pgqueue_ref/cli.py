@@ -8,6 +8,8 @@ Commands a user of procrastinate or PgQueuer expects::
     status                          jobs per face, queue and status; the Queue face's schedules
     jobs                            the most recent jobs
     jobs prune --older-than HOURS   delete jobs finished more than HOURS ago
+    failed                          the Queue face's failed jobs, with their errors (PgQueuer's ``pgq failed``)
+    requeue ID [ID ...]             run failed Queue-face jobs again (PgQueuer's ``pgq requeue``)
     embedded                        start a throwaway PostgreSQL and print its DSN
     demo, bench                     the demo and the benchmark
 
@@ -198,6 +200,38 @@ async def cmd_jobs_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the Queue face's held failures (PgQueuer's `pgq failed` and `pgq requeue`) ----------
+
+
+async def cmd_failed(args: argparse.Namespace) -> int:
+    from .queries import Queries
+
+    app = the_app(args)
+    async with app.open_async():
+        jobs = await Queries(app.connector).list_failed_jobs(limit=args.limit)
+    if not jobs:
+        print("No failed jobs.")
+        return 0
+    print(format_table(
+        ["id", "entrypoint", "attempts", "finished", "payload bytes", "error"],
+        [[j.id, j.entrypoint, j.attempts, _when(j.finished_at), len(j.payload or b""),
+          _short(j.error or "", 50)] for j in jobs],
+    ))  # fmt: skip
+    return 0
+
+
+async def cmd_requeue(args: argparse.Namespace) -> int:
+    from .queries import Queries
+
+    app = the_app(args)
+    async with app.open_async():
+        requeued = await Queries(app.connector).requeue_jobs(args.ids)
+    left = sorted(set(args.ids) - set(requeued))
+    print(f"Re-queued {len(requeued)} job(s)."
+          + (f" Not failed Queue-face jobs, left alone: {', '.join(map(str, left))}." if left else ""))  # fmt: skip
+    return 0
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -351,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--include-cancelled", action="store_true", help="cancelled jobs too")
     prune.add_argument("--include-aborted", action="store_true", help="aborted jobs too")
     prune.set_defaults(run=cmd_jobs_prune)
+
+    failed = commands.add_parser(
+        "failed", help="the Queue face's failed jobs, newest first, with their errors"
+    )
+    failed.add_argument("--limit", type=_positive, default=25, help="how many (default 25)")
+    failed.set_defaults(run=cmd_failed)
+    requeue = commands.add_parser(
+        "requeue", help="run failed Queue-face jobs again, attempts back to 0"
+    )
+    requeue.add_argument("ids", type=_positive, nargs="+", metavar="ID", help="job ids")
+    requeue.set_defaults(run=cmd_requeue)
 
     embedded = commands.add_parser(
         "embedded", help="start a throwaway PostgreSQL and print its DSN"

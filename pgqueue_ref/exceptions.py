@@ -24,6 +24,7 @@ The tree::
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     ├── TaskNotFound                  a job names a task its worker does not know
     ├── JobNotRetryable               retry_job asked of a job that is not 'failed'
+    ├── JobNotFound                   waiting for a job that does not exist (also a LookupError)
     ├── EmbeddedPostgresError         the throwaway server could not start (also a RuntimeError)
     │   └── PgBouncerError            the throwaway PgBouncer could not start
     ├── UsageError                    a mistake on the command line (exit code 2)
@@ -67,6 +68,7 @@ __all__ = [
     "InvalidPeriodicTask",
     "InvalidQueueName",
     "JobAborted",
+    "JobNotFound",
     "JobNotRetryable",
     "PgQueueError",
     "PreparedStatementError",
@@ -201,6 +203,11 @@ class TaskNotFound(PgQueueError):
 
 class JobNotRetryable(PgQueueError):
     """``job_manager.retry_job_by_id[_async]`` of a job that does not exist or is not 'failed'."""
+
+
+class JobNotFound(PgQueueError, LookupError):
+    """Waiting for a job (``CompletionWatcher.wait_for``, ``wait_for_job_async``) that
+    does not exist: never deferred, or deleted already."""
 
 
 #: SQLSTATE (or its two-character class) -> our exception. Looked up by the

@@ -9,17 +9,18 @@ engine go through here.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import enum
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .connectors import BaseConnector, Row, require_async
-from .exceptions import AlreadyEnqueued, InvalidQueueName, JobNotRetryable
+from .exceptions import AlreadyEnqueued, ConnectorException, InvalidQueueName, JobNotRetryable
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .names import identifier
 from .sql import QUERIES, SCHEMA, Query
@@ -48,6 +49,9 @@ class Outcome:
     error: str | None = None
     retry_in: float = 0.0  # seconds, when status is TODO
     handed_back: bool = False  # never started: give the attempt back
+    #: A failure held for a manual re-queue (the Queue face's ``on_failure="hold"``):
+    #: never deleted by the worker's ``delete_jobs``.
+    held: bool = False
 
 
 class DeleteJobCondition(enum.StrEnum):
@@ -78,6 +82,15 @@ class DeleteJobCondition(enum.StrEnum):
             return (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ABORTED)
         return ()
 
+
+#: How a claim of a limited entrypoint loses a race for a seat (unique violation,
+#: deadlock), and how many times it claims again before it gives up for this round.
+SEAT_RACES = frozenset({"23505", "40P01"})
+SEAT_RACE_ATTEMPTS = 8
+
+#: Jobs one completion announcement names ('id:status,...'): a NOTIFY payload must
+#: stay under 8000 bytes, and "9223372036854775807:cancelled," is 30.
+ANNOUNCED_PER_NOTIFY = 200
 
 #: Rows one ``delete_old_jobs`` statement deletes at most.
 DELETE_BATCH_SIZE = 10_000
@@ -363,17 +376,29 @@ class JobManager:
         outcomes: Sequence[Outcome],
         worker_id: int,
         delete_jobs: DeleteJobCondition = DeleteJobCondition.NEVER,
-    ) -> None:
+    ) -> list[int]:
         """Record outcomes of jobs ``worker_id`` holds, in one statement; if a retry
         collides with a queueing lock, one by one, so only the colliding job is affected.
-        Finished jobs that ``delete_jobs`` names are deleted by that same statement."""
+        Finished jobs that ``delete_jobs`` names are deleted by that same statement.
+        Returns the ids recorded: not those of jobs handed to another worker meanwhile."""
         if not outcomes:
-            return
+            return []
+        recorded: list[int] = []
+        if Status.FAILED in delete_jobs.statuses and any(o.held for o in outcomes):
+            # Held failures stay whatever delete_jobs says: written by a statement of
+            # their own that deletes nothing.
+            held = [o for o in outcomes if o.held]
+            recorded += await self.finish_async(held, worker_id, DeleteJobCondition.NEVER)
+            outcomes = [o for o in outcomes if not o.held]
+            if not outcomes:
+                return recorded
         try:
-            await self.run_async(finish_call(outcomes, worker_id, delete_jobs))
+            written = await self.run_async(finish_call(outcomes, worker_id, delete_jobs))
+            recorded += written
         except AlreadyEnqueued:
             for outcome in outcomes:
-                await self._finish_one_async(outcome, worker_id, delete_jobs)
+                recorded += await self._finish_one_async(outcome, worker_id, delete_jobs)
+        return recorded
 
     async def release_orphaned_claims_async(self, worker_id: int, held: Sequence[int]) -> list[int]:
         """Hand back jobs claimed under ``worker_id`` that are not in ``held``."""
@@ -384,14 +409,14 @@ class JobManager:
 
     async def _finish_one_async(
         self, outcome: Outcome, worker_id: int, delete_jobs: DeleteJobCondition
-    ) -> None:
+    ) -> list[int]:
         try:
-            await self.run_async(finish_call([outcome], worker_id, delete_jobs))
+            return await self.run_async(finish_call([outcome], worker_id, delete_jobs))
         except AlreadyEnqueued:
             # Another job with the same queueing lock was deferred while this one
             # ran: that job will do the work, so this one stops here, and says why.
             logger.warning("job %s not requeued: its queueing lock is taken", outcome.job_id)
-            await self.run_async(
+            return await self.run_async(
                 finish_call(
                     [
                         dataclasses.replace(
@@ -684,6 +709,87 @@ class JobManager:
 
     def status_counts(self) -> list[Row]:
         return self.run(Call(QUERIES["status_counts"], {}, list))
+
+    # -- the Queue face's entrypoint limits, and completion ---------------------
+
+    async def fetch_limited_async(
+        self,
+        face: Face,
+        worker_id: int,
+        limit: int,
+        limits: Mapping[str, int],
+        queues: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """``fetch_async`` for a worker whose tasks (``limits``: task name -> the most
+        that may run at once across every worker, 0 for no limit) include a limited one
+        (``fetch_jobs_limited``). Two claims that chose the same seat at once: the second
+        fails on the seats' unique index (or, having chosen two, may deadlock with the
+        first) and claims again, now seeing the seat taken."""
+        params = {
+            "face": face.value,
+            "worker_id": worker_id,
+            "limit": limit,
+            "task_names": list(limits),
+            "limits": list(limits.values()),
+            "queues": list(queues) if queues is not None else None,
+        }
+        loads = self.connector.json_loads
+        call = Call(
+            QUERIES["fetch_jobs_limited"],
+            params,
+            lambda rows: sorted((job_from_row(row, loads) for row in rows), key=_run_order),
+        )
+        for attempt in range(SEAT_RACE_ATTEMPTS):
+            try:
+                return await self.run_async(call)
+            except ConnectorException as error:
+                if error.sqlstate not in SEAT_RACES or attempt == SEAT_RACE_ATTEMPTS - 1:
+                    raise
+                logger.debug("claim lost a race for a seat (%s); claiming again", error.sqlstate)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def announce_finished_async(
+        self, outcomes: Sequence[Outcome], recorded: Iterable[int]
+    ) -> None:
+        """Tell completion watchers (channel ``pgqueue_ref_finished``) how these jobs
+        ended, right after :meth:`finish_async` recorded them (``recorded``: the ids it
+        returned): ``announce_finished``, one notification per 200 jobs."""
+        written = set(recorded)
+        ended = [
+            f"{o.job_id}:{o.status.value}"
+            for o in outcomes
+            if o.status is not Status.TODO and o.job_id in written
+        ]
+        if ended:
+            payloads = [",".join(ended[i : i + ANNOUNCED_PER_NOTIFY])
+                        for i in range(0, len(ended), ANNOUNCED_PER_NOTIFY)]  # fmt: skip
+            call = Call(QUERIES["announce_finished"], {"payloads": payloads}, _nothing)
+            await self.run_async(call)
+
+    async def job_statuses_async(self, job_ids: Iterable[int]) -> dict[int, Status]:
+        """The status of each of these jobs that exists."""
+        call = Call(
+            QUERIES["job_statuses"],
+            {"ids": list(job_ids)},
+            lambda rows: {row["id"]: Status(row["status"]) for row in rows},
+        )
+        return await self.run_async(call)
+
+    async def wait_for_job_async(self, job_id: int, *, timeout: float | None = None) -> Status:
+        """Wait until job ``job_id`` has finished, and return how: ``succeeded``,
+        ``failed``, ``cancelled`` or ``aborted`` (a job retried is not finished yet).
+
+        Woken by the worker's announcement (LISTEN), with a look every 5 s in case
+        one is missed (:mod:`pgqueue_ref.completion`). Raises
+        :class:`~pgqueue_ref.exceptions.JobNotFound` if there is no such job, and
+        ``TimeoutError`` after ``timeout`` seconds. For many jobs at once, share one
+        watcher, which listens once for all of them: ``async with
+        CompletionWatcher(connector) as w: await w.wait_for_job(job_id)``.
+        """
+        from .completion import CompletionWatcher  # it builds on this class
+
+        async with asyncio.timeout(timeout), CompletionWatcher(self.connector) as watcher:
+            return await watcher.wait_for_job(job_id)
 
 
 class SchemaManager:

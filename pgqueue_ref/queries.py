@@ -35,7 +35,10 @@ from .manager import Call, JobManager, SchemaManager
 from .settings import Channel, DBSettings
 from .sql import QUERIES
 
-__all__ = ["OnConflict", "Queries", "QueueStatistics", "SyncQueries"]
+__all__ = ["FailedJob", "OnConflict", "Queries", "QueueStatistics", "SortOrder", "SyncQueries"]
+
+#: PgQueuer's order of list_failed_jobs: newest ("DESC") or oldest ("ASC") first.
+SortOrder: TypeAlias = Literal["ASC", "DESC"]
 
 #: What enqueue does with a dedupe key that a waiting job already holds.
 OnConflict: TypeAlias = Literal["raise", "skip"]
@@ -56,6 +59,25 @@ class QueueStatistics:
     priority: int
     status: str  # 'todo' (PgQueuer: queued) or 'doing' (PgQueuer: picked)
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    """One line of ``list_failed_jobs()``: a Queue-face job that failed, with its error."""
+
+    id: int
+    entrypoint: str
+    priority: int
+    attempts: int
+    payload: bytes | None
+    error: str | None
+    created_at: datetime.datetime
+    finished_at: datetime.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> FailedJob:
+        payload = row["payload"]
+        return cls(**{**row, "payload": None if payload is None else bytes(payload)})
 
 
 def _as_list(name: str, value: Any, size: int | None) -> list[Any]:
@@ -177,6 +199,31 @@ class _QueryCalls:
 
         return Call(QUERIES["status_counts"], {}, queue_face_only)
 
+    # -- held failures (entrypoint(on_failure="hold")) ------------------------------
+
+    def _requeue_jobs_call(self, ids: list[int]) -> Call[list[int]]:
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise TypeError(f"ids={ids!r}: expected a list of job ids (ints)")
+        params = {"ids": ids, "channel": str(self.channel)}
+        return Call(
+            QUERIES["requeue_failed_queue_jobs"], params, lambda rows: [r["id"] for r in rows]
+        )
+
+    @staticmethod
+    def _list_failed_jobs_call(limit: int, order: SortOrder) -> Call[list[FailedJob]]:
+        if order not in ("ASC", "DESC"):
+            raise ValueError(f"order={order!r}: expected 'ASC' or 'DESC'")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit={limit!r}: expected an int of at least 1")
+        params = {"limit": limit, "ascending": order == "ASC"}
+        return Call(
+            QUERIES["list_failed_queue_jobs"],
+            params,
+            lambda rows: [FailedJob.from_row(row) for row in rows],
+        )
+
 
 @contextlib.contextmanager
 def _duplicates_named(dedupe_key: DedupeKeys) -> Iterator[None]:
@@ -271,6 +318,18 @@ class Queries(_QueryCalls):
         """Queue-face jobs per status, finished ones included."""
         return await self._manager.run_async(self._status_counts_call())
 
+    async def requeue_jobs(self, ids: list[int]) -> list[int]:
+        """PgQueuer's ``requeue_jobs``: the failed Queue-face jobs among ``ids`` wait again,
+        to run at once, attempts back to 0. Returns the ids requeued (PgQueuer: None);
+        other ids are left alone."""
+        return await self._manager.run_async(self._requeue_jobs_call(ids))
+
+    async def list_failed_jobs(
+        self, limit: int = 100, order: SortOrder = "DESC"
+    ) -> list[FailedJob]:
+        """PgQueuer's ``list_failed_jobs``: failed Queue-face jobs, with their error."""
+        return await self._manager.run_async(self._list_failed_jobs_call(limit, order))
+
 
 class SyncQueries(_QueryCalls):
     """Queue operations on a blocking driver: the same methods as plain calls."""
@@ -324,3 +383,11 @@ class SyncQueries(_QueryCalls):
 
     def status_counts(self) -> dict[str, int]:
         return self._manager.run(self._status_counts_call())
+
+    def requeue_jobs(self, ids: list[int]) -> list[int]:
+        """See :meth:`Queries.requeue_jobs`."""
+        return self._manager.run(self._requeue_jobs_call(ids))
+
+    def list_failed_jobs(self, limit: int = 100, order: SortOrder = "DESC") -> list[FailedJob]:
+        """See :meth:`Queries.list_failed_jobs`."""
+        return self._manager.run(self._list_failed_jobs_call(limit, order))

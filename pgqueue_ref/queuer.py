@@ -29,7 +29,7 @@ import datetime
 import inspect
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import psycopg
 import psycopg_pool
@@ -49,9 +49,24 @@ from .worker import Runnable, Worker, WorkerStats
 if TYPE_CHECKING:
     import asyncpg
 
-__all__ = ["Context", "Entrypoint", "PgQueuer"]
+__all__ = ["Context", "Entrypoint", "EntrypointSpec", "OnFailure", "PgQueuer"]
 
 Entrypoint = Callable[..., Any]
+
+#: What a consumer does with a job whose entrypoint raised (PgQueuer's ``OnFailure``).
+OnFailure: TypeAlias = Literal["delete", "hold"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntrypointSpec:
+    """One registered entrypoint and its options (PgQueuer's
+    ``EntrypointExecutorParameters``)."""
+
+    func: Entrypoint
+    accepts_context: bool
+    #: At most this many of its jobs run at once across every consumer; 0: no limit.
+    concurrency_limit: int = 0
+    on_failure: OnFailure = "delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,23 @@ def _wants_context(name: str, func: Entrypoint) -> bool:
     return len(positional) >= 2
 
 
+def _check_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: expected an int")
+    if value < 1:
+        raise ValueError(f"{name}={value!r}: expected at least 1")
+
+
+def _seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """A timedelta parameter of run(), in seconds; more than 0 unless ``zero``."""
+    if not isinstance(value, datetime.timedelta):
+        raise TypeError(f"{name}={value!r}: expected a datetime.timedelta")
+    seconds = value.total_seconds()
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(f"{name}={value!r}: expected more than 0 seconds")
+    return seconds
+
+
 class PgQueuer:
     """Entrypoints, a driver, and the consumer that runs their jobs."""
 
@@ -93,7 +125,7 @@ class PgQueuer:
         self.channel = Channel(channel) if channel is not None else DBSettings().channel
         #: Shared with every job through Context.resources (the same object, never copied).
         self.resources: MutableMapping[str, Any] = {} if resources is None else resources
-        self._entrypoints: dict[str, tuple[Entrypoint, bool]] = {}
+        self._entrypoints: dict[str, EntrypointSpec] = {}
         self._schedules: dict[tuple[str, str], ScheduleEntry] = {}
         #: Seconds: a schedule's period that began longer ago is never fired
         #: (:func:`pgqueue_ref.periodic.due_periods`; PgQueuer has no such bound).
@@ -158,16 +190,57 @@ class PgQueuer:
 
     # -- entrypoints ------------------------------------------------------------
 
-    def entrypoint(self, name: str) -> Callable[[Entrypoint], Entrypoint]:
-        """Register ``func`` to run the jobs enqueued for ``name``: ``@pgq.entrypoint("fetch")``."""
+    def entrypoint(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int = 0,
+        accepts_context: bool | None = None,
+        on_failure: OnFailure = "delete",
+        executor_factory: Callable[..., Any] | None = None,
+    ) -> Callable[[Entrypoint], Entrypoint]:
+        """Register ``func`` to run the jobs enqueued for ``name``: ``@pgq.entrypoint("fetch")``.
+
+        PgQueuer 1.6's options, validated as PgQueuer validates them (its errors and
+        messages): ``concurrency_limit=N`` runs at most N of its jobs at once across
+        every consumer, enforced by the claim's SQL (0: no limit; every consumer of
+        the entrypoint must give the same N); ``accepts_context`` says whether
+        ``func`` takes a :class:`Context` second (None: from its signature);
+        ``on_failure="hold"`` keeps a failed job, status ``failed`` with its error,
+        for :meth:`Queries.requeue_jobs <pgqueue_ref.queries.Queries.requeue_jobs>`
+        even when the consumer runs with ``delete_jobs``; ``"delete"`` (PgQueuer's
+        default) lets that retention delete it (see docs/queue-face.md). A custom
+        ``executor_factory`` is refused: the shared worker engine runs every job.
+        """
         if not isinstance(name, str) or not name:
             raise TypeError(f"entrypoint name {name!r}: expected a non-empty string")
+        if name in self._entrypoints:
+            raise RuntimeError(f"{name} already in registry, name must be unique.")
+        if not isinstance(concurrency_limit, int):
+            raise ValueError("Concurrency limit must be int.")  # noqa: TRY004 - PgQueuer's error
+        if concurrency_limit < 0:
+            raise ValueError("Concurrency limit must be greater or eq. to zero.")
+        if accepts_context is not None and not isinstance(accepts_context, bool):
+            raise ValueError("accepts_context must be boolean or None")
+        if on_failure not in get_args(OnFailure):
+            raise ValueError(f"on_failure must be one of {get_args(OnFailure)}.")
+        if executor_factory is not None:
+            raise NotImplementedError(
+                f"entrypoint {name!r}: executor_factory is not supported here: every job runs "
+                "on the shared worker engine (async entrypoints on its event loop, sync ones in "
+                "its thread pool). Leave it out; for per-job setup, wrap the function instead."
+            )
 
         def register(func: Entrypoint) -> Entrypoint:
-            self._entrypoints[name] = (func, _wants_context(name, func))
+            context = _wants_context(name, func) if accepts_context is None else accepts_context
+            self._entrypoints[name] = EntrypointSpec(func, context, concurrency_limit, on_failure)
             return func
 
         return register
+
+    def entrypoint_spec(self, name: str) -> EntrypointSpec:
+        """The options ``name`` was registered with."""
+        return self._entrypoints[name]
 
     def schedule(self, entrypoint: str, expression: str) -> Callable[[Entrypoint], Entrypoint]:
         """Call ``func(schedule)`` once per period of the cron ``expression``, across every
@@ -213,37 +286,78 @@ class PgQueuer:
                 f"have (it has: {', '.join(self.entrypoints) or 'none'}); register it with "
                 "@pgq.entrypoint(name)"
             )
-        func, wants_context = self._entrypoints[job.task_name]
-        args = (job, Context(self.resources)) if wants_context else (job,)
-        return Runnable(func, args, is_async=inspect.iscoroutinefunction(func))
+        spec = self._entrypoints[job.task_name]
+        args = (job, Context(self.resources)) if spec.accepts_context else (job,)
+        return Runnable(
+            spec.func,
+            args,
+            is_async=inspect.iscoroutinefunction(spec.func),
+            hold=spec.on_failure == "hold",
+        )
 
     # -- running ----------------------------------------------------------------
 
     async def run(
         self,
-        *,
-        mode: QueueExecutionMode = QueueExecutionMode.continuous,
-        batch_size: int = 10,
-        max_concurrent_tasks: int | None = None,
         dequeue_timeout: datetime.timedelta | None = None,
+        batch_size: int = 10,
+        mode: QueueExecutionMode = QueueExecutionMode.continuous,
+        max_concurrent_tasks: int | None = None,
+        shutdown_on_listener_failure: bool = False,
+        heartbeat_timeout: datetime.timedelta = datetime.timedelta(seconds=30),
+        log_aggregation_interval: datetime.timedelta | None = None,
         **worker_options: Any,
     ) -> WorkerStats:
-        """Consume jobs of the registered entrypoints.
+        """Consume jobs of the registered entrypoints: PgQueuer 1.6's parameters, in its order.
 
-        ``continuous`` runs until :meth:`stop` (or cancellation); ``drain`` returns
-        once no job is ready. ``batch_size`` jobs are claimed per round trip;
-        up to ``max_concurrent_tasks`` (default: ``batch_size``) run at once.
-        ``dequeue_timeout`` is how long an idle consumer waits for a NOTIFY
-        before looking anyway. ``@pgq.schedule`` callbacks fire in continuous
-        mode only. Other keywords go to :class:`~pgqueue_ref.worker.Worker`.
+        ``mode``: ``continuous`` runs until :meth:`stop` (or cancellation); ``drain``
+        returns once no job is ready. ``batch_size``: the most jobs one claim takes
+        (one round trip); the next batch is claimed while the current one runs.
+        ``max_concurrent_tasks``: the most jobs this consumer runs at once, at least
+        ``2 * batch_size`` as PgQueuer requires (None or 0: PgQueuer's "no cap";
+        here ``2 * batch_size``, two batches in hand); sync entrypoints run in a
+        thread pool of that size. ``dequeue_timeout``: how long an idle consumer
+        waits for a NOTIFY before it looks anyway (None: 1 s; PgQueuer's 30 s
+        assumes it computes when deferred jobs come due, which this engine does
+        not). ``heartbeat_timeout``: a consumer silent that long is presumed dead
+        and its jobs run elsewhere (the worker's ``stalled_after``; heartbeats every
+        ``heartbeat_timeout / 6``, 5 s at most). ``shutdown_on_listener_failure``:
+        stop, raising ConnectionFailed, when the LISTEN is lost or hears nothing,
+        instead of polling on. ``log_aggregation_interval``: there is no statistics
+        log here to aggregate, so only None or ``timedelta(0)`` (PgQueuer's "off").
+        ``@pgq.schedule`` callbacks fire in continuous mode only. Other keywords go
+        to :class:`~pgqueue_ref.worker.Worker`.
         """
         if not isinstance(mode, QueueExecutionMode):
             raise TypeError(f"mode={mode!r}: use QueueExecutionMode.continuous or .drain")
+        _check_positive_int("batch_size", batch_size)
+        max_concurrent_tasks = max_concurrent_tasks or None  # PgQueuer: 0 means no cap
+        if max_concurrent_tasks is not None:
+            _check_positive_int("max_concurrent_tasks", max_concurrent_tasks)
+            if max_concurrent_tasks < 2 * batch_size:
+                raise RuntimeError("max_concurrent_tasks must be at least twice the batch size.")
+        if not isinstance(shutdown_on_listener_failure, bool):
+            raise TypeError(
+                f"shutdown_on_listener_failure={shutdown_on_listener_failure!r}: expected a bool"
+            )
+        stalled_after = _seconds("heartbeat_timeout", heartbeat_timeout)
+        if log_aggregation_interval is not None and _seconds(
+            "log_aggregation_interval", log_aggregation_interval, zero=True
+        ):
+            raise ValueError(
+                f"log_aggregation_interval={log_aggregation_interval!r}: there is no statistics "
+                "log here to aggregate (finished jobs stay in pgqueue_jobs with their status): "
+                "leave it out, or pass timedelta(0)"
+            )
         continuous = mode is QueueExecutionMode.continuous
         if continuous and isinstance(self.connection, Driver):
             self.connection.check_room_for_listen()  # fail now, not in the background
         if dequeue_timeout is not None:
-            worker_options["polling_interval"] = dequeue_timeout.total_seconds()
+            worker_options["polling_interval"] = _seconds("dequeue_timeout", dequeue_timeout)
+        worker_options.setdefault("stalled_after", stalled_after)
+        worker_options.setdefault("heartbeat_interval", min(5.0, stalled_after / 6))
+        # The next batch is claimed while the current one runs (or is still being claimed).
+        worker_options.setdefault("claims_in_flight", 2)
         manager = JobManager(self.connection)
         scheduler = (
             Scheduler(manager, self._schedules, self.resources, self.schedule_max_delay)
@@ -256,10 +370,12 @@ class PgQueuer:
             face=Face.QUEUE,
             handler=self,
             task_names=self.entrypoints,
-            concurrency=max_concurrent_tasks or batch_size,
+            task_limits={n: spec.concurrency_limit for n, spec in self._entrypoints.items()},
+            concurrency=max_concurrent_tasks or 2 * batch_size,
             prefetch=batch_size,
             wait=continuous,
             channel=self.channel,
+            stop_when_deaf=shutdown_on_listener_failure,
             **worker_options,
         )
         self._worker = worker

@@ -64,7 +64,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,6 +101,9 @@ class Runnable:
     kwargs: dict[str, Any] = field(default_factory=dict)
     is_async: bool = False
     retry: RetryStrategy | None = None
+    #: A failure is held for a manual re-queue, never deleted by ``delete_jobs``
+    #: (the Queue face's ``on_failure="hold"``).
+    hold: bool = False
 
 
 class JobHandler(Protocol):
@@ -179,7 +182,31 @@ class Worker:
         channel: str = CHANNEL,
         delete_jobs: DeleteJobCondition | str = DeleteJobCondition.NEVER,
         periodic: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        task_limits: Mapping[str, int] | None = None,
+        stop_when_deaf: bool = False,
+        claims_in_flight: int = 1,
     ) -> None:
+        if claims_in_flight < 1:
+            raise ValueError(f"claims_in_flight={claims_in_flight!r}: at least 1")
+        #: Claims sent at once (each its own round trip, on a pool its own connection):
+        #: with more than one, what is claimed and held, running or not, stays within
+        #: ``concurrency`` (the Queue face: PgQueuer's max_concurrent_tasks, two batches).
+        self.claims_in_flight = claims_in_flight
+        self._claiming = 0  # claims in flight now
+        self._reserved = 0  # the jobs those claims may bring
+        self._no_claims = asyncio.Event()  # set while no claim is in flight
+        self._no_claims.set()
+        self._not_releasing = asyncio.Event()  # clear while orphans are being handed back
+        self._not_releasing.set()
+        #: Stop (run() raises ConnectionFailed) when the LISTEN is lost or hears nothing,
+        #: instead of polling on: PgQueuer's run(shutdown_on_listener_failure=True).
+        self.stop_when_deaf = stop_when_deaf
+        #: Task name -> the most of its jobs that may run at once across every worker
+        #: (0: no limit), enforced by the claim (fetch_jobs_limited); the Queue face's
+        #: entrypoint(concurrency_limit=N). None, or no limit above 0: plain claims.
+        self.task_limits = (
+            dict(task_limits) if task_limits and any(n > 0 for n in task_limits.values()) else None
+        )
         self.delete_jobs = DeleteJobCondition.parse(delete_jobs)
         #: The face's periodic loop (pgqueue_ref.periodic), run beside the fetcher
         #: while the worker is continuous (wait=True); None: no periodic tasks.
@@ -315,7 +342,9 @@ class Worker:
             self.queues,
         )
         try:
-            await self._fetch_until_stopped()
+            await asyncio.gather(
+                *(self._fetch_until_stopped() for _ in range(self.claims_in_flight))
+            )
         finally:
             # Also on cancellation: shut down gracefully, then let it propagate.
             await asyncio.shield(self._shutdown(runners, background))
@@ -427,6 +456,17 @@ class Worker:
         return False
 
     async def _release_orphans(self) -> None:
+        # Never while a claim is in flight (claims_in_flight > 1): its jobs are ours but
+        # not held yet, and would be handed back as orphans.
+        self._not_releasing.clear()
+        try:
+            await self._no_claims.wait()
+            if self._orphans_possible:
+                await self._release_orphans_now()
+        finally:
+            self._not_releasing.set()
+
+    async def _release_orphans_now(self) -> None:
         assert self.worker_id is not None
         held = {job.id for job, _ in self._buffer} | self._running_ids
         held |= {o.job_id for o in self._outcomes} | {o.job_id for o in self._flushing}
@@ -443,9 +483,7 @@ class Worker:
             return 1  # look again: the loop waits while fenced
         limit = max(1, self._claim_size.before_claim() - len(self._buffer))
         epoch = self._fence_epoch
-        jobs = await self.manager.fetch_async(
-            self.face, self.worker_id, limit, self.queues, self.task_names
-        )
+        jobs = await self._fetch(limit)
         if epoch != self._fence_epoch:
             # The worker fenced itself while this claim hung: by now these jobs are (or
             # will be) requeued and maybe running elsewhere. Never run them; if we were not
@@ -470,6 +508,39 @@ class Worker:
             self._buffer.extend((job, now) for job in jobs)
             self._jobs_ready.set()
         return len(jobs)
+
+    async def _fetch(self, limit: int) -> list[Job]:
+        if self.claims_in_flight == 1:
+            return await self._fetch_now(limit)
+        # Several claims at once: each takes at most what is left of `concurrency` once
+        # the running, the claimed and the other claims in flight are counted.
+        while (room := self.concurrency - self._busy - len(self._buffer) - self._reserved) < 1:
+            if self._stopping or self.fenced:
+                return []
+            self._room.clear()
+            await self._room.wait()
+        await self._not_releasing.wait()
+        limit = min(limit, room)
+        self._claiming += 1
+        self._reserved += limit
+        self._no_claims.clear()
+        try:
+            return await self._fetch_now(limit)
+        finally:
+            self._claiming -= 1
+            self._reserved -= limit
+            if not self._claiming:
+                self._no_claims.set()
+
+    async def _fetch_now(self, limit: int) -> list[Job]:
+        assert self.worker_id is not None
+        if self.task_limits is not None:
+            return await self.manager.fetch_limited_async(
+                self.face, self.worker_id, limit, self.task_limits, self.queues
+            )
+        return await self.manager.fetch_async(
+            self.face, self.worker_id, limit, self.queues, self.task_names
+        )
 
     async def _drained(self) -> bool:
         """Drain mode: nothing was ready. Done, unless running jobs may still
@@ -564,10 +635,12 @@ class Worker:
             logger.info("job %s (%s) aborted on request", job.id, job.task_name)
             return Outcome(job.id, Status.ABORTED, error=str(error) or "aborted on request")
         except Exception as error:  # noqa: BLE001 - whatever a task raises fails its job, never the worker
-            return self._failure(job, runnable.retry, error)
+            return self._failure(job, runnable.retry, error, held=runnable.hold)
         return Outcome(job.id, Status.SUCCEEDED)
 
-    def _failure(self, job: Job, retry: RetryStrategy | None, error: Exception) -> Outcome:
+    def _failure(
+        self, job: Job, retry: RetryStrategy | None, error: Exception, *, held: bool = False
+    ) -> Outcome:
         text = "".join(traceback.format_exception_only(error)).strip()
         retry_in = retry.retry_in(job.attempts, error) if retry is not None else None
         if retry_in is None:
@@ -579,7 +652,7 @@ class Worker:
                 text,
                 exc_info=error,
             )
-            return Outcome(job.id, Status.FAILED, error=text)
+            return Outcome(job.id, Status.FAILED, error=text, held=held)
         logger.warning(
             "job %s (%s) failed on attempt %s, retrying in %ss: %s",
             job.id,
@@ -620,12 +693,27 @@ class Worker:
             self._flushing = batch
             try:
                 assert self.worker_id is not None
-                await self.manager.finish_async(batch, self.worker_id, self.delete_jobs)
+                recorded = await self.manager.finish_async(batch, self.worker_id, self.delete_jobs)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them for the next flush: nothing is lost
                 raise
             finally:
                 self._flushing = []
+            await self._announce(batch, recorded)
+            if self.task_limits is not None and batch:
+                # Recorded outcomes free seats of limited tasks: claim again now, rather
+                # than at the next poll (other workers find them at theirs).
+                self._wake.set()
+                self._room.set()
+
+    async def _announce(self, batch: list[Outcome], recorded: list[int]) -> None:
+        """Tell completion watchers (pgqueue_ref.completion) how these jobs ended. Their
+        outcomes are recorded already: a failure here only delays the watchers until
+        their next look."""
+        try:
+            await self.manager.announce_finished_async(batch, recorded)
+        except PgQueueError as error:
+            logger.debug("could not announce %s finished jobs: %s", len(batch), error)
 
     async def _flush_late(self) -> None:
         """Outcomes of jobs claimed under an id we had before we were presumed dead:
@@ -678,6 +766,12 @@ class Worker:
             async with asyncio.timeout(self.listen_check_timeout):
                 await heard.wait()
         except TimeoutError:
+            if self.stop_when_deaf:
+                self._deaf(
+                    f"its own test notification did not come back within "
+                    f"{self.listen_check_timeout} s"
+                )
+                return
             log = logger.debug if self._warned_deaf else logger.warning
             self._warned_deaf = True
             log(
@@ -698,6 +792,16 @@ class Worker:
             self.listening.set()
         finally:
             self._probe = None
+
+    def _deaf(self, why: str) -> None:
+        """stop_when_deaf: the listener failed, so stop and say why."""
+        self._fatal = ConnectionFailed(
+            f"the worker's LISTEN on channel {self.channel!r} failed ({why}) and it was asked to "
+            "stop then (shutdown_on_listener_failure=True); without that it polls every "
+            f"{self.polling_interval} s until its LISTEN is back"
+        )
+        logger.error("%s", self._fatal)
+        self._request_stop()
 
     def _in_loop(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` in our loop: at once from its own thread (asyncpg calls back
@@ -747,6 +851,9 @@ class Worker:
                     return
                 logger.warning("LISTEN connection lost (%s); polling until it is back", error)
             self.listening.clear()
+            if self.stop_when_deaf:
+                self._deaf("its LISTEN connection was lost")
+                return
             if self._listen_check is not None:
                 self._listen_check.cancel()
             self._wake.set()  # notifications may have been missed: look now

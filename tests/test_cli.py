@@ -67,7 +67,8 @@ def app_module(tmp_path: Path, dsn: str) -> Path:
 def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("schema", "defer", "worker", "status", "jobs", "embedded", "demo", "bench"):
+    for command in ("schema", "defer", "worker", "status", "jobs", "failed", "requeue",
+                    "embedded", "demo", "bench"):  # fmt: skip
         assert command in result.stdout
 
 
@@ -112,6 +113,32 @@ def test_status_shows_the_queue_faces_schedules(dsn: str, db: Db) -> None:
         "cleanup", "*/5", "*", "*", "*", "*", "queued",
         "2026-01-01", "00:00:00", "2026-01-01", "00:05:00",
     ]  # fmt: skip
+
+
+def test_failed_lists_the_queue_faces_failed_jobs_and_requeue_runs_them_again(
+    dsn: str, db: Db
+) -> None:
+    assert run("failed", dsn=dsn).stdout.strip() == "No failed jobs."
+    db(
+        "INSERT INTO pgqueue_jobs (face, task_name, payload, status, attempts, error, finished_at) "
+        "VALUES ('queue', 'charge', 'ab', 'failed', 3, 'ValueError: card declined', now()), "
+        "('app', 'shop.ship', NULL, 'failed', 1, 'not the Queue face', now())"
+    )
+    lines = run("failed", dsn=dsn).stdout.splitlines()
+    assert lines[0].split() == ["id", "entrypoint", "attempts", "finished", "payload", "bytes",
+                                "error"]  # fmt: skip
+    assert len(lines) == 3 and lines[2].split()[:3] == ["1", "charge", "3"]
+    assert lines[2].split()[-3:] == ["ValueError:", "card", "declined"]
+    result = run("requeue", "1", "2", "99", dsn=dsn)
+    assert (result.returncode, result.stdout.strip()) == (
+        0,
+        "Re-queued 1 job(s). Not failed Queue-face jobs, left alone: 2, 99.",
+    )
+    assert db("SELECT id, status, attempts FROM pgqueue_jobs ORDER BY id") == [
+        (1, "todo", 0),
+        (2, "failed", 1),
+    ]
+    assert run("requeue", "x", dsn=dsn).returncode == 2
 
 
 def test_defer_refuses_bad_json_with_a_usage_error(dsn: str) -> None:

@@ -76,6 +76,7 @@ async def test_recording_names_each_statement_with_its_parameters(app: pgqueue_r
         "fetch_jobs",
         "fetch_jobs",
         "finish_jobs",
+        "announce_finished",
         "fetch_jobs",
         "unregister_worker",
     ]

@@ -194,3 +194,135 @@ async def test_app_and_queue_jobs_side_by_side(
         ("app", "succeeded", 2),
         ("queue", "succeeded", 3),
     ]
+
+
+# -- entrypoint() and run(): PgQueuer 1.6's parameters and its errors ---------------
+
+
+async def test_entrypoint_options_are_validated_as_pgqueuer_does(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+    with pytest.raises(ValueError, match=r"^Concurrency limit must be int\.$"):
+        pgq.entrypoint("a", concurrency_limit=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^Concurrency limit must be greater or eq\. to zero\.$"):
+        pgq.entrypoint("a", concurrency_limit=-1)
+    with pytest.raises(ValueError, match=r"^accepts_context must be boolean or None$"):
+        pgq.entrypoint("a", accepts_context="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^on_failure must be one of \('delete', 'hold'\)\.$"):
+        pgq.entrypoint("a", on_failure="keep")  # type: ignore[arg-type]
+    with pytest.raises(NotImplementedError, match="executor_factory is not supported here"):
+        pgq.entrypoint("a", executor_factory=lambda parameters: None)
+
+    @pgq.entrypoint("a", concurrency_limit=3, on_failure="hold")
+    async def a(job: Job) -> None: ...
+
+    spec = pgq.entrypoint_spec("a")
+    assert (spec.concurrency_limit, spec.on_failure, spec.accepts_context) == (3, "hold", False)
+    with pytest.raises(RuntimeError, match=r"^a already in registry, name must be unique\.$"):
+        pgq.entrypoint("a")
+
+
+async def test_accepts_context_overrides_the_signature(apg: asyncpg.Connection, db: Db) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg, resources={"seen": []})
+    got: list[tuple[Any, ...]] = []
+
+    @pgq.entrypoint("with", accepts_context=True)
+    async def with_context(*args: Any) -> None:  # *args alone: the signature cannot tell
+        got.append(args)
+
+    @pgq.entrypoint("without", accepts_context=False)
+    async def without(job: Job, context: Any = None) -> None:
+        got.append((job, context))
+
+    await pgq.queries.enqueue(["with", "without"], [b"", b""], [1, 0])
+    await pgq.run(mode=QueueExecutionMode.drain)
+    assert [len(args) for args in got] == [2, 2]
+    assert got[0][1].resources is pgq.resources and got[1][1] is None
+
+
+async def test_run_refuses_bad_parameters_with_pgqueuers_errors(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+    drain = QueueExecutionMode.drain
+    with pytest.raises(RuntimeError, match=r"^max_concurrent_tasks must be at least twice the batch size\.$"):  # fmt: skip
+        await pgq.run(mode=drain, batch_size=10, max_concurrent_tasks=19)
+    with pytest.raises(ValueError, match=r"^batch_size=0: expected at least 1$"):
+        await pgq.run(mode=drain, batch_size=0)
+    with pytest.raises(TypeError, match=r"^dequeue_timeout=5: expected a datetime\.timedelta$"):
+        await pgq.run(5, mode=drain)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"^heartbeat_timeout=datetime\.timedelta\(0\): expected more"
+    ):
+        await pgq.run(mode=drain, heartbeat_timeout=datetime.timedelta(0))
+    with pytest.raises(ValueError, match="there is no statistics log here to aggregate"):
+        await pgq.run(mode=drain, log_aggregation_interval=datetime.timedelta(seconds=30))
+    # The valid forms, positional in PgQueuer's order.
+    stats = await pgq.run(datetime.timedelta(seconds=2), 5, drain, 0, False,
+                          datetime.timedelta(seconds=12), datetime.timedelta(0))  # fmt: skip
+    assert stats.finished == 0
+
+
+async def test_run_maps_pgqueuers_parameters_onto_the_worker(apg: asyncpg.Connection) -> None:
+    pgq = PgQueuer.from_asyncpg_connection(apg)
+    seen: dict[str, Any] = {}
+
+    @pgq.entrypoint("look")
+    async def look(job: Job) -> None:
+        worker = pgq._worker
+        assert worker is not None
+        seen.update(concurrency=worker.concurrency, prefetch=worker.prefetch,
+                    polling=worker.polling_interval, stalled=worker.stalled_after,
+                    heartbeat=worker.heartbeat_interval)  # fmt: skip
+
+    await pgq.queries.enqueue("look", b"")
+    await pgq.run(datetime.timedelta(seconds=3), 4, QueueExecutionMode.drain,
+                  heartbeat_timeout=datetime.timedelta(seconds=12))  # fmt: skip
+    assert seen == {"concurrency": 8, "prefetch": 4, "polling": 3.0, "stalled": 12.0,
+                    "heartbeat": 2.0}  # fmt: skip
+
+
+async def test_shutdown_on_listener_failure_stops_a_deaf_consumer(dsn: str) -> None:
+    # A LISTEN whose own test notification never comes back: here, because the
+    # probe goes out on a channel nobody listens to (the consumer's is replaced).
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=3) as pool:
+        pgq = PgQueuer.from_asyncpg_pool(pool)
+
+        @pgq.entrypoint("x")
+        async def x(job: Job) -> None: ...
+
+        driver = pgq.connection
+        real_listen = driver.listen_async
+
+        async def listen_elsewhere(channel: str, *args: Any) -> None:
+            await real_listen("somewhere_else", *args)
+
+        driver.listen_async = listen_elsewhere  # type: ignore[method-assign]
+        with pytest.raises(
+            pgqueue_ref.exceptions.ConnectionFailed, match="hears nothing|did not come back"
+        ):
+            await asyncio.wait_for(
+                pgq.run(shutdown_on_listener_failure=True, listen_check_timeout=0.3), 20
+            )
+
+
+async def test_batch_size_bounds_each_claim_and_max_concurrent_tasks_what_runs(
+    dsn: str, db: Db
+) -> None:
+    # Two claims go out at once (the next batch while the current one runs); still
+    # each takes at most batch_size jobs, and at most max_concurrent_tasks run at once.
+    # Jobs of one claim share its started_at (the claim's now()).
+    async with asyncpg.create_pool(dsn, min_size=2, max_size=4) as pool:
+        pgq = PgQueuer.from_asyncpg_pool(pool)
+        runs = {"now": 0, "most": 0}
+
+        @pgq.entrypoint("slow")
+        async def slow(job: Job) -> None:
+            runs["now"] += 1
+            runs["most"] = max(runs["most"], runs["now"])
+            await asyncio.sleep(0.02)
+            runs["now"] -= 1
+
+        await pgq.queries.enqueue(["slow"] * 60, [b""] * 60, 0)
+        stats = await pgq.run(batch_size=3, mode=QueueExecutionMode.drain, max_concurrent_tasks=6)
+    assert stats.succeeded == 60
+    assert runs["most"] == 6  # more than one batch at once, never more than the cap
+    claims = db("SELECT count(*) FROM pgqueue_jobs GROUP BY started_at")
+    assert max(n for (n,) in claims) == 3 and sum(n for (n,) in claims) == 60

@@ -121,6 +121,7 @@ async def test_the_delete_is_in_the_statement_that_records_outcomes(
         "fetch_jobs",
         "fetch_jobs",
         "finish_jobs",
+        "announce_finished",  # for completion watchers: a NOTIFY, no table read
         "fetch_jobs",
         "unregister_worker",
     ]

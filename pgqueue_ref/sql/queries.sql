@@ -533,3 +533,150 @@ ORDER BY entrypoint, expression;
 -- in transaction mode) it never does: the LISTEN's server connection went back
 -- to the pool when its statement ended, and NOTIFYs go to whoever holds it now.
 SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
+
+-- ===========================================================================
+-- The Queue face's entrypoint limits, held failures and completion watching
+-- (PgQueuer's entrypoint(concurrency_limit=, on_failure=), requeue_jobs,
+-- list_failed_jobs and CompletionWatcher).
+-- ===========================================================================
+
+-- name: fetch_jobs_limited
+-- fetch_jobs for a consumer with at least one entrypoint limited to N jobs
+-- running at once across every consumer (limits: one per task name, 0 for
+-- unlimited). Each job claimed for a limited entrypoint takes a free seat,
+-- a slot number from 1 to N that no running job of it holds, and the
+-- statement claims no more of that entrypoint than there are free seats.
+-- That alone would overshoot when two consumers claim at once (each sees
+-- the same free seats in its own snapshot); the unique index
+-- pgqueue_jobs_slot_idx (schema.sql) makes the second of two claims that
+-- chose the same seat fail instead, and its consumer claims again.
+-- Unlimited entrypoints are claimed as fetch_jobs claims them, in the same
+-- statement, and the batch as a whole keeps the order and the `limit`.
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), entrypoints AS (
+    SELECT task_name, concurrency_limit
+    FROM unnest(%(task_names)s::text[], %(limits)s::integer[]) AS e(task_name, concurrency_limit)
+), free_seats AS (
+    SELECT e.task_name, seat.slot,
+           row_number() OVER (PARTITION BY e.task_name ORDER BY seat.slot) AS rank
+    FROM entrypoints AS e
+    CROSS JOIN LATERAL generate_series(1, e.concurrency_limit) AS seat(slot)
+    WHERE e.concurrency_limit > 0
+      AND NOT EXISTS (
+            SELECT 1 FROM pgqueue_jobs AS holder
+            WHERE holder.status = 'doing'
+              AND holder.face = %(face)s::text
+              AND holder.task_name = e.task_name
+              AND holder.slot = seat.slot
+              AND holder.slot_started_at = holder.started_at)
+), room AS (
+    SELECT task_name, count(*)::integer AS seats FROM free_seats GROUP BY task_name
+), unlimited AS (
+    SELECT job.id, job.priority
+    FROM pgqueue_jobs AS job
+    WHERE job.status = 'todo'
+      AND job.face = %(face)s::text
+      AND job.task_name = ANY(ARRAY(SELECT task_name FROM entrypoints WHERE concurrency_limit <= 0))
+      AND (%(queues)s::text[] IS NULL OR job.queue = ANY(%(queues)s::text[]))
+      AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
+      AND (job.lock IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pgqueue_jobs AS earlier
+            WHERE earlier.lock = job.lock
+              AND earlier.status IN ('todo', 'doing')
+              AND earlier.id < job.id))
+    ORDER BY job.priority DESC, job.id
+    LIMIT %(limit)s::integer
+    FOR UPDATE SKIP LOCKED
+), limited AS (
+    -- At most as many of each limited entrypoint as it has free seats, ranked
+    -- so that the first takes the first free seat, the second the second.
+    SELECT picked.id, picked.priority, room.task_name,
+           row_number() OVER (PARTITION BY room.task_name
+                              ORDER BY picked.priority DESC, picked.id) AS rank
+    FROM room
+    CROSS JOIN LATERAL (
+        SELECT job.id, job.priority
+        FROM pgqueue_jobs AS job
+        WHERE job.status = 'todo'
+          AND job.face = %(face)s::text
+          AND job.task_name = room.task_name
+          AND (%(queues)s::text[] IS NULL OR job.queue = ANY(%(queues)s::text[]))
+          AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
+          AND (job.lock IS NULL OR NOT EXISTS (
+                SELECT 1 FROM pgqueue_jobs AS earlier
+                WHERE earlier.lock = job.lock
+                  AND earlier.status IN ('todo', 'doing')
+                  AND earlier.id < job.id))
+        ORDER BY job.priority DESC, job.id
+        LIMIT least(room.seats, %(limit)s::integer)
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+), chosen AS (
+    SELECT id, priority, NULL::integer AS slot FROM unlimited
+    UNION ALL
+    SELECT limited.id, limited.priority, free_seats.slot
+    FROM limited
+    JOIN free_seats ON free_seats.task_name = limited.task_name
+                   AND free_seats.rank = limited.rank
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s::integer
+)
+UPDATE pgqueue_jobs AS job
+SET status = 'doing',
+    attempts = job.attempts + 1,
+    worker_id = %(worker_id)s::bigint,
+    started_at = now(),
+    slot = chosen.slot,
+    slot_started_at = CASE WHEN chosen.slot IS NOT NULL THEN now() END
+FROM chosen, no_flush_wait
+WHERE job.id = chosen.id
+RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
+          job.priority, job.attempts, job.lock, job.queueing_lock,
+          job.scheduled_at, job.created_at;
+
+-- name: requeue_failed_queue_jobs
+-- PgQueuer's requeue_jobs(ids): Queue-face jobs that failed (held with
+-- on_failure="hold", or kept because the consumer keeps finished jobs) wait
+-- again, to run as soon as possible, with attempts back to 0 as PgQueuer
+-- does. The last error stays, for the user, until the job finishes again.
+-- Ids that are not failed Queue-face jobs are left alone. Like every
+-- insert, it wakes the consumers.
+WITH requeued AS (
+    UPDATE pgqueue_jobs
+    SET status = 'todo', scheduled_at = NULL, attempts = 0, worker_id = NULL,
+        abort_requested = false, started_at = NULL, finished_at = NULL
+    WHERE id = ANY(%(ids)s::bigint[]) AND face = 'queue' AND status = 'failed'
+    RETURNING id
+), woken AS (
+    SELECT count(pg_notify(channel, 'queue:default'))
+    FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
+    WHERE EXISTS (SELECT FROM requeued)
+)
+SELECT id FROM requeued, woken ORDER BY id;
+
+-- name: list_failed_queue_jobs
+-- PgQueuer's list_failed_jobs: failed Queue-face jobs with their error, the
+-- newest first (or the oldest, ascending=true).
+SELECT id, task_name AS entrypoint, priority, attempts, payload, error, created_at, finished_at
+FROM pgqueue_jobs
+WHERE face = 'queue' AND status = 'failed'
+ORDER BY CASE WHEN %(ascending)s::boolean THEN id END ASC, id DESC
+LIMIT %(limit)s::integer;
+
+-- name: job_statuses
+-- What a completion watcher looks at: its first look at each job it is
+-- asked about (is there such a job?), and its safety net for notifications
+-- it may have missed. An id with no row has none.
+SELECT id, status FROM pgqueue_jobs WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: announce_finished
+-- Sent by a worker right after finish_jobs recorded outcomes, so that
+-- completion watchers (pgqueue_ref.completion) learn them at once, on a
+-- channel of their own (workers do not listen there). Each payload says how
+-- up to 200 jobs ended, 'id:status,id:status,...' (a payload must stay under
+-- 8000 bytes): only jobs finish_jobs wrote, so never the outcome of a job
+-- handed to another worker meanwhile, and also the outcome of one it deleted
+-- (delete_jobs), which has no row left to look at. Nothing reads the table.
+SELECT count(pg_notify('pgqueue_ref_finished', payload)) AS sent
+FROM unnest(%(payloads)s::text[]) AS payload;

@@ -113,3 +113,22 @@ CREATE TABLE IF NOT EXISTS pgqueue_schedules (
 -- drop it, so a database made by them does not notify twice.
 DROP TRIGGER IF EXISTS pgqueue_jobs_notify ON pgqueue_jobs;
 DROP FUNCTION IF EXISTS pgqueue_notify_inserted();
+
+-- The Queue face's per-entrypoint concurrency limits (PgQueuer's
+-- entrypoint(concurrency_limit=N)), enforced across every consumer by the
+-- database. A claim of a limited entrypoint gives each job it claims a free
+-- seat: a slot number from 1 to N that no running job of that entrypoint
+-- holds (fetch_jobs_limited in queries.sql). Counting running jobs alone
+-- cannot hold a limit: two claims at once each count in their own snapshot,
+-- see the same free room, and together overshoot. This unique index is what
+-- holds it, because a uniqueness check sees rows not yet committed: the
+-- second of two claims that chose the same seat waits for the first, then
+-- fails with a unique violation, and its consumer claims again (and now sees
+-- the seat taken). A seat counts only for the claim that gave it:
+-- slot_started_at is that claim's started_at, so a job claimed again later
+-- by a consumer without a limit (a fleet that disagrees) leaves the index.
+ALTER TABLE pgqueue_jobs ADD COLUMN IF NOT EXISTS slot integer;
+ALTER TABLE pgqueue_jobs ADD COLUMN IF NOT EXISTS slot_started_at timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS pgqueue_jobs_slot_idx
+    ON pgqueue_jobs (face, task_name, slot)
+    WHERE status = 'doing' AND slot IS NOT NULL AND slot_started_at = started_at;
