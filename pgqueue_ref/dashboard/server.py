@@ -39,6 +39,7 @@ import dataclasses
 import ipaddress
 import logging
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -399,8 +400,26 @@ def run(target: App | str, settings: Settings, port: int,
     """
     sock = _bind(settings.host, port)
     url = _url(settings, sock)
-    with sock:
-        asyncio.run(_serve(_the_app(target), settings, sock, lambda server: ready(url)))
+    # uvicorn stops gracefully on SIGINT and SIGTERM, then puts back the handlers it
+    # found and sends the signal again, for them: ours make that a normal return (exit
+    # code 0, as the worker command), and stop a start that is still connecting.
+    previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with sock:
+            asyncio.run(_serve(_the_app(target), settings, sock, lambda server: ready(url)))
+    except SystemExit as stop:
+        if stop is not _STOP:
+            raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_STOP = SystemExit(0)  # raised by the signal handlers of run(), and caught there
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _STOP
 
 
 class DashboardServer:
