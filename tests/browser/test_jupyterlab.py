@@ -5,9 +5,8 @@ through JupyterLab's own "Run All" command, checks that every code cell ran
 and that none shows an error (except cells tagged ``raises-exception``), and
 saves a screenshot to ``artifacts/``.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``browser`` extra
-(selenium). Without them the test is skipped, saying so; CI installs them and
-sets ``PGQUEUE_REF_REQUIRE_BROWSER=1``, which turns the skip into a failure.
+Needs Debian's ``chromium`` and ``chromium-driver`` and selenium (the ``dev``
+extra); without them the test is skipped or, in CI, fails (tests/browser/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,28 +28,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "notebooks/01-quickstart.ipynb"
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[browser]')"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            return f"{path} not found (apt-get install chromium chromium-driver)"
-    return None
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("PGQUEUE_REF_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser test is required here, but {missing}")
-        pytest.skip(missing)
+def lab(tmp_path_factory: pytest.TempPathFactory, browser_available: None) -> Iterator[str]:
     settings = tmp_path_factory.mktemp("lab-settings")
     notification = (
         settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
@@ -119,51 +99,38 @@ return {status: kernel ? kernel.status : 'none', cells: cells};
 """
 
 
-def test_quickstart_runs_in_jupyterlab(lab: str) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_quickstart_runs_in_jupyterlab(lab: str, chromium: Any) -> None:
+    driver = chromium()
+    driver.get(lab)
+    _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()"), 90,
+              "the notebook and its kernel")  # fmt: skip
+    _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()")["status"] == "idle",
+              90, "the kernel to be idle")  # fmt: skip
+    # Clear the stored outputs first, so that what we read afterwards is this run's.
+    driver.execute_script(
+        "return window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
+        ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
+    )
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000"):  # fmt: skip
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={ARTIFACTS / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    seen: list[Any] = []
+
+    def finished() -> Any:
+        state = driver.execute_script(f"return (function(){{{CELLS_JS}}})()")
+        seen[:] = [state]
+        ran = all(cell["count"] is not None for cell in state["cells"])
+        stopped = any(cell["errors"] and not cell["expectsError"] for cell in state["cells"])
+        return state if (ran or stopped) and state["status"] == "idle" else None
+
     try:
-        driver.get(lab)
-        _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()"), 90,
-                  "the notebook and its kernel")  # fmt: skip
-        _wait_for(lambda: driver.execute_script(f"return (function(){{{CELLS_JS}}})()")["status"] == "idle",
-                  90, "the kernel to be idle")  # fmt: skip
-        # Clear the stored outputs first, so that what we read afterwards is this run's.
-        driver.execute_script(
-            "return window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
-            ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
+        state = _wait_for(
+            finished,
+            float(os.environ.get("PGQUEUE_REF_BROWSER_TIMEOUT", "180")),
+            "every cell to run",
         )
-
-        seen: list[Any] = []
-
-        def finished() -> Any:
-            state = driver.execute_script(f"return (function(){{{CELLS_JS}}})()")
-            seen[:] = [state]
-            ran = all(cell["count"] is not None for cell in state["cells"])
-            stopped = any(cell["errors"] and not cell["expectsError"] for cell in state["cells"])
-            return state if (ran or stopped) and state["status"] == "idle" else None
-
-        try:
-            state = _wait_for(
-                finished,
-                float(os.environ.get("PGQUEUE_REF_BROWSER_TIMEOUT", "180")),
-                "every cell to run",
-            )
-        except TimeoutError as error:
-            driver.save_screenshot(str(ARTIFACTS / "jupyterlab-quickstart.png"))
-            raise AssertionError(f"{error}; last seen: {seen}") from None
+    except TimeoutError as error:
         driver.save_screenshot(str(ARTIFACTS / "jupyterlab-quickstart.png"))
-    finally:
-        driver.quit()
+        raise AssertionError(f"{error}; last seen: {seen}") from None
+    driver.save_screenshot(str(ARTIFACTS / "jupyterlab-quickstart.png"))
 
     assert state["cells"], "the notebook has no code cells"
     unexpected = [
