@@ -38,6 +38,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -45,7 +46,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import uvicorn
@@ -72,10 +73,12 @@ logger = logging.getLogger("pgqueue_ref.dashboard")
 
 #: A token shorter than this is refused: it could be guessed.
 MIN_TOKEN_LENGTH = 16
-#: The header an action must carry (see the module docstring).
+#: The header an action must carry (see the module docstring), as Starlette spells it.
 ACTION_HEADER = "x-pgqueue-ref"
 COOKIE = "pgqueue_ref_dashboard"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Set by JupyterHub (and so Binder) in each user's server: the server's path prefix.
+JUPYTERHUB_PREFIX_ENV = "JUPYTERHUB_SERVICE_PREFIX"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -296,10 +299,12 @@ def create_app(app: App, settings: Settings, database: str) -> Starlette:
         if settings.read_only:
             return _refuse(403, "this dashboard is read-only")
         if request.headers.get(ACTION_HEADER) != "action":
-            return _refuse(403, f"an action needs the header '{ACTION_HEADER}: action' "
+            return _refuse(403, "an action needs the header 'X-Pgqueue-Ref: action' "
                                 "(the page's script sends it)")  # fmt: skip
+        # The host, not the scheme: a proxy that ends TLS (Jupyter's, say) forwards
+        # https as http. Another site's page has another host.
         origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        if origin is not None and urlsplit(origin).netloc != request.url.netloc:
             return _refuse(403, "an action from another site's page is refused")
         name, job_id = request.path_params["action"], request.path_params["job_id"]
         if name not in ACTIONS:
@@ -437,6 +442,13 @@ class DashboardServer:
         if self._thread.is_alive():
             raise TimeoutError(f"the dashboard at {self.url} did not stop within {timeout} s")
 
+    def jupyter_url(self) -> str | None:
+        """This dashboard through jupyter-server-proxy, on a JupyterHub such as Binder:
+        the path ``<the hub's prefix for this server>proxy/<port>/`` (on the hub's own
+        address, behind its login). None outside a JupyterHub."""
+        prefix = os.environ.get(JUPYTERHUB_PREFIX_ENV)
+        return f"{prefix.rstrip('/')}/proxy/{urlsplit(self.url).port}/" if prefix else None
+
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
@@ -459,6 +471,7 @@ def serve_in_background(
     read_only: bool = False,
     token: str | None = None,
     refresh: float = 1.0,
+    allowed_hosts: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> DashboardServer:
     """Start a dashboard in a background thread, with its own event loop and its own
@@ -466,9 +479,16 @@ def serve_in_background(
 
     ``target`` is a DSN, or an App that is not open (the dashboard opens it in its
     own loop, so not the App a notebook uses: give that one's DSN instead).
-    Errors at start (no server, no schema, port taken) are raised here.
+    ``allowed_hosts``: see :class:`Settings`; on a JupyterHub (``$JUPYTERHUB_SERVICE_PREFIX``
+    set) every name, since jupyter-server-proxy forwards the hub's. Errors at start
+    (no server, no schema, port taken) are raised here.
     """
-    settings = Settings(host=host, read_only=read_only, token=token, refresh=refresh)
+    if os.environ.get(JUPYTERHUB_PREFIX_ENV) and not allowed_hosts:
+        # Behind a hub, the browser reaches this machine only through the hub's proxy,
+        # which forwards the hub's own name as the Host header (see jupyter_url).
+        allowed_hosts = ("*",)
+    settings = Settings(host=host, read_only=read_only, token=token, refresh=refresh,
+                        allowed_hosts=allowed_hosts)  # fmt: skip
     sock = _bind(host, port)
     url = _url(settings, sock)
     holder: dict[str, Any] = {}
