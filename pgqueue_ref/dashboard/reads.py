@@ -124,10 +124,10 @@ def _figures(
         key = (row["queue"], row["status"])
         jobs[key] = jobs.get(key, 0) + int(row["count"])
     one = single[0]
-    per_bucket = {row["le"]: int(row["count"]) for row in durations}
+    per_bucket = {row["bucket"]: int(row["count"]) for row in durations}
     histogram = DurationHistogram(
         bounds=tuple(bounds),
-        counts=tuple(per_bucket.get(bound, 0) for bound in (*bounds, None)),
+        counts=tuple(per_bucket.get(i, 0) for i in range(len(bounds) + 1)),
         total_seconds=float(sum(row["seconds"] for row in durations)),
     )
     age = one["oldest_waiting_age"]

@@ -538,7 +538,10 @@ SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
 -- The dashboard and /metrics (pgqueue_ref.dashboard): what an operator looks
 -- at. Read-only statements, each one pass over what it reads; the actions of
 -- the dashboard (retry, cancel, abort) are retry_failed_job and cancel_job
--- above, the same statements the App face sends.
+-- above, the same statements the App face sends. Seconds between two moments
+-- are date_part('epoch', ...), a float8: extract() returns numeric since
+-- PostgreSQL 14, which made the duration histogram over a million jobs three
+-- times slower (1.5 s instead of 0.5 s, here).
 -- ===========================================================================
 
 -- name: dashboard_counts
@@ -557,7 +560,7 @@ ORDER BY queue, task_name, status;
 -- finished one ran, by the database's clock.
 SELECT id, face, queue, task_name, args::text AS args, priority, status, attempts,
        worker_id, abort_requested, error, scheduled_at, created_at, started_at, finished_at,
-       extract(epoch FROM finished_at - started_at)::float8 AS duration
+       date_part('epoch', finished_at - started_at) AS duration
 FROM pgqueue_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(task_name)s::text IS NULL OR task_name = %(task_name)s::text)
@@ -570,7 +573,7 @@ LIMIT %(limit)s::integer;
 -- schedule_at, or waiting out a retry delay), the soonest first. The partial
 -- fetch index holds only waiting jobs, so this reads none of the finished ones.
 SELECT id, queue, task_name, args::text AS args, attempts, error, scheduled_at,
-       extract(epoch FROM scheduled_at - now())::float8 AS due_in
+       date_part('epoch', scheduled_at - now()) AS due_in
 FROM pgqueue_jobs
 WHERE status = 'todo' AND scheduled_at > now()
 ORDER BY scheduled_at, id
@@ -594,7 +597,7 @@ ORDER BY d.task_name, d.periodic_id, d.defer_timestamp DESC;
 -- it silent for stalled_after seconds, so an old heartbeat is a worker that
 -- died and has not been noticed yet.
 SELECT w.id, w.name, w.started_at, w.heartbeat_at,
-       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
+       date_part('epoch', now() - w.heartbeat_at) AS heartbeat_age,
        (SELECT count(*) FROM pgqueue_jobs AS job
         WHERE job.worker_id = w.id AND job.status = 'doing') AS running
 FROM pgqueue_workers AS w
@@ -647,7 +650,7 @@ SELECT recent.*,
        (SELECT count(*) FROM pgqueue_workers
         WHERE heartbeat_at >= now() - make_interval(secs => %(stalled_after)s::float8))
            AS live_workers,
-       (SELECT extract(epoch FROM now() - min(coalesce(scheduled_at, created_at)))::float8
+       (SELECT date_part('epoch', now() - min(coalesce(scheduled_at, created_at)))
         FROM pgqueue_jobs
         WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now()))
            AS oldest_waiting_age,
@@ -655,15 +658,18 @@ SELECT recent.*,
 FROM recent;
 
 -- name: dashboard_durations
--- The job duration histogram of /metrics: per bucket of Prometheus' kind (the
--- smallest upper bound `le` at or above the duration; NULL above them all,
--- +Inf), how many finished jobs took that long and their total seconds, from
--- claim to finish. Over every job the table still holds that ran and
--- finished, so the histogram only grows, as Prometheus expects of one, until
--- jobs are deleted (which it takes for a counter reset).
-SELECT (SELECT min(le) FROM unnest(%(bounds)s::float8[]) AS le WHERE le >= d.seconds) AS le,
+-- The job duration histogram of /metrics: per bucket, how many finished jobs
+-- took that long and their total seconds, from claim to finish. Bucket i holds
+-- the durations above bounds[i - 1] and at most bounds[i] (Prometheus' `le`);
+-- bucket n, past the n bounds, the longer ones (+Inf). i is the number of
+-- bounds below the duration: width_bucket() counts those at or below it, so
+-- one equal to it is taken back off. Over every job the table still holds
+-- that ran and finished, so the histogram only grows, as Prometheus expects
+-- of one, until jobs are deleted (which it takes for a counter reset).
+SELECT width_bucket(d.seconds, %(bounds)s::float8[]) - (d.seconds = ANY(%(bounds)s::float8[]))::int
+           AS bucket,
        count(*) AS count, sum(d.seconds) AS seconds
-FROM (SELECT extract(epoch FROM finished_at - started_at)::float8 AS seconds
+FROM (SELECT date_part('epoch', finished_at - started_at) AS seconds
       FROM pgqueue_jobs
       WHERE status IN ('succeeded', 'failed', 'aborted')
         AND started_at IS NOT NULL AND finished_at IS NOT NULL) AS d
