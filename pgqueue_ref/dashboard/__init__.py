@@ -10,7 +10,7 @@ or from Python, in the background, e.g. in a notebook::
     dashboard.stop()
 
 The figures of ``/metrics`` are also a Python call, which needs no web server:
-:func:`read_figures_async` (``reads.py``). The pieces, one module each:
+:func:`~pgqueue_ref.dashboard.reads.read_figures_async`. The pieces, one module each:
 
 =============  ==============================================================
 ``reads``      what the page and ``/metrics`` read (``dashboard_*`` named queries)

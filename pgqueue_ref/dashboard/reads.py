@@ -94,7 +94,7 @@ class Figures:
     durations: DurationHistogram
 
     def jobs_rows(self) -> list[dict[str, Any]]:
-        """``jobs`` as rows (for :func:`pgqueue_ref.display.table`)."""
+        """``jobs`` as rows (for ``pgqueue_ref.display.table``)."""
         return [{"queue": q, "status": s, "jobs": n} for (q, s), n in sorted(self.jobs.items())]
 
 

@@ -45,19 +45,20 @@ def browser_available() -> None:
 
 @pytest.fixture
 def chromium(browser_available: None) -> Iterator[Callable[..., Any]]:
-    """``chromium(width, height)``: a headless Chromium (selenium WebDriver), quit after the test."""
+    """``chromium(width, height, *flags)``: a headless Chromium (selenium WebDriver), quit
+    after the test."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     drivers: list[Any] = []
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def start(width: int = 1400, height: int = 1000) -> Any:
+    def start(width: int = 1400, height: int = 1000, *flags: str) -> Any:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--window-size={width},{height}"):  # fmt: skip
+                     f"--window-size={width},{height}", *flags):  # fmt: skip
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={ARTIFACTS / f'chromium-profile-{len(drivers)}'}")
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

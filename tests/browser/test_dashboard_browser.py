@@ -5,15 +5,24 @@ page shows the queues, tasks, counts and the failed job's error within a second
 of being asked for, as text (the error is a ``<script>``, which must not run);
 it follows a change in the database without a reload; a click on a queue lists
 its jobs; a cancel dismissed at its confirmation does nothing; a retry confirmed
-puts the failed job back to wait. Screenshots go to ``artifacts/``.
+puts the failed job back to wait. And the same through jupyter-server-proxy, as
+on Binder. Screenshots go to ``artifacts/``.
 """
 
 from __future__ import annotations
 
+import secrets
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pgqueue_ref.dashboard import serve_in_background
 
@@ -90,3 +99,74 @@ def test_the_dashboard_in_a_real_browser(
         assert db("SELECT status FROM pgqueue_jobs WHERE id = %s", failed) == [("todo",)]
         driver.save_screenshot(str(ARTIFACTS / "dashboard-retried.png"))
     assert driver.execute_script("return window.__pwned === undefined")
+
+
+@pytest.fixture
+def jupyter_server(tmp_path: Path) -> Iterator[str]:
+    """A Jupyter server with jupyter-server-proxy, as on Binder: its base URL, token in it."""
+    pytest.importorskip("jupyter_server_proxy", reason="pip install -e '.[dev]' brings it")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    log = (ARTIFACTS / "jupyter-server-proxy.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--ServerApp.allow_remote_access=True"],  # a Host of another name: the hub's
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2
+                )
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield f"http://hub.example:{port}?token={token}"
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+
+
+def test_the_dashboard_through_jupyter_server_proxy(
+    dsn: str, dashboard_jobs: dict[str, int], chromium: Callable[..., Any], db: Db,
+    jupyter_server: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Binder's route: the page at <hub>/proxy/<port>/, behind the hub's login, under
+    another host name (Chromium resolves hub.example to 127.0.0.1), retry included."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    failed = dashboard_jobs["failed"]
+    base, _, token = jupyter_server.partition("?")
+    with serve_in_background(dsn) as on_a_laptop:  # without a hub: only local names
+        assert on_a_laptop.jupyter_url() is None
+        direct = urllib.request.Request(on_a_laptop.url, headers={"Host": "hub.example"})
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            urllib.request.urlopen(direct)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")  # what JupyterHub sets in a user's server
+    driver = chromium(1200, 900, "--host-resolver-rules=MAP hub.example 127.0.0.1")
+    with serve_in_background(dsn) as dashboard:
+        path = dashboard.jupyter_url()
+        assert path == f"/proxy/{dashboard.url.rsplit(':', 1)[1]}"
+        driver.get(f"{base}{path}?{token}")
+        wait = WebDriverWait(driver, 5, poll_frequency=0.05)
+        row = f'#failed-jobs tr[data-job="{failed}"]'
+        assert wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"{row} td.error").text).startswith(
+            "ValueError: <script>")  # fmt: skip
+        wait.until(lambda d: d.find_element(By.ID, "refresh-status").text == "live, every 1 s")
+        driver.find_element(By.CSS_SELECTOR, f'{row} button[data-action="retry"]').click()
+        wait.until(expected_conditions.alert_is_present()).accept()
+        wait.until(
+            lambda d: d.find_element(By.ID, "message").text == f"job {failed} is waiting again"
+        )
+        driver.save_screenshot(str(ARTIFACTS / "dashboard-through-jupyter.png"))
+    assert db("SELECT status FROM pgqueue_jobs WHERE id = %s", failed) == [("todo",)]
