@@ -30,7 +30,7 @@ import pgqueue_ref
 from pgqueue_ref.dashboard import read_figures, read_figures_async, serve_in_background
 from pgqueue_ref.dashboard.reads import STALLED_AFTER, read_overview_async
 from pgqueue_ref.dashboard.server import DashboardServer, Settings
-from pgqueue_ref.exceptions import UnsafeDashboard
+from pgqueue_ref.exceptions import PgQueueError, UnsafeDashboard
 from pgqueue_ref.manager import JobManager
 
 TOKEN = "a-token-long-enough-0123456789"
@@ -438,3 +438,16 @@ def test_job_actions_on_the_command_line(dsn: str, dashboard_jobs: dict[str, int
         _cli("jobs", "abort", str(running), dsn=dsn).stdout == f"job {running} is asked to abort\n"
     )
     assert db("SELECT abort_requested FROM pgqueue_jobs WHERE id = %s", running) == [(True,)]
+
+
+def test_starting_without_a_schema_or_on_a_taken_port_says_so(empty_dsn: str, dsn: str) -> None:
+    with pytest.raises(
+        PgQueueError, match=r"no pgqueue_ref schema \(missing: pgqueue_jobs, .*schema apply"
+    ):
+        serve_in_background(empty_dsn)
+    with serve_in_background(dsn) as first:
+        port = urlsplit(first.url).port
+        assert port is not None
+        with pytest.raises(OSError, match="Address already in use"):
+            serve_in_background(dsn, port=port)
+        assert request(first.url).status == 200  # the first one serves on
