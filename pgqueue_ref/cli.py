@@ -429,9 +429,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import load
     from .exceptions import UnsafeDashboard
 
-    server = load("server")
+    serving = load("serving")
     try:
-        settings = server.Settings(host=args.host, read_only=args.read_only,
+        settings = serving.Settings(host=args.host, read_only=args.read_only,
                                    token=args.token or os.environ.get(DASHBOARD_TOKEN_ENV) or None,
                                    refresh=args.refresh, allowed_hosts=tuple(args.allow_host))  # fmt: skip
     except UnsafeDashboard as error:
@@ -444,7 +444,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)  # fmt: skip
 
     try:
-        server.run(the_app(args), settings, args.port, ready)
+        serving.run(the_app(args), settings, args.port, ready)
     except OSError as error:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     return 0

@@ -29,7 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import pgqueue_ref
 from pgqueue_ref.dashboard import read_figures, read_figures_async, serve_in_background
 from pgqueue_ref.dashboard.reads import STALLED_AFTER, read_overview_async
-from pgqueue_ref.dashboard.server import DashboardServer, Settings
+from pgqueue_ref.dashboard.server import Settings
+from pgqueue_ref.dashboard.serving import DashboardServer
 from pgqueue_ref.exceptions import PgQueueError, UnsafeDashboard
 from pgqueue_ref.manager import JobManager
 

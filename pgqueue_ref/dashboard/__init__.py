@@ -16,12 +16,13 @@ The figures of ``/metrics`` are also a Python call, which needs no web server:
 ``reads``      what the page and ``/metrics`` read (``dashboard_*`` named queries)
 ``actions``    retry, cancel, abort: the same from the page and the CLI
 ``metrics``    the figures in Prometheus' text format (prometheus-client)
-``server``     the Starlette application, its guards, uvicorn; the templates
-               and the script are in ``templates/`` and ``static/``
+``server``     the Starlette application and its guards; the templates and
+               the script are in ``templates/`` and ``static/``
+``serving``    uvicorn, in the foreground or from a thread
 =============  ==============================================================
 
-``reads`` and ``actions`` need nothing but the core; ``metrics`` and
-``server`` need the ``dashboard`` extra (``pip install "pgqueue_ref[dashboard]"``),
+``reads`` and ``actions`` need nothing but the core; ``metrics``, ``server``
+and ``serving`` need the ``dashboard`` extra (``pip install "pgqueue_ref[dashboard]"``),
 and name it in a :class:`~pgqueue_ref.exceptions.DashboardNotInstalled` when it
 is missing.
 """
@@ -37,7 +38,8 @@ from .reads import DurationHistogram, Figures, Overview, read_figures, read_figu
 
 if TYPE_CHECKING:
     from .metrics import metrics_text
-    from .server import DashboardServer, Settings, create_app, run, serve_in_background
+    from .server import Settings, create_app
+    from .serving import DashboardServer, run, serve_in_background
 
 __all__ = [
     "ACTIONS",
@@ -58,8 +60,8 @@ __all__ = [
 
 #: The packages of the ``dashboard`` extra, as imported.
 EXTRA_PACKAGES = frozenset({"starlette", "uvicorn", "jinja2", "prometheus_client"})
-_LAZY = {"metrics_text": "metrics", "DashboardServer": "server", "Settings": "server",
-         "create_app": "server", "run": "server", "serve_in_background": "server"}  # fmt: skip
+_LAZY = {"metrics_text": "metrics", "Settings": "server", "create_app": "server",
+         "DashboardServer": "serving", "run": "serving", "serve_in_background": "serving"}  # fmt: skip
 
 
 def load(module: str) -> Any:
