@@ -434,7 +434,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         settings = serving.Settings(host=args.host, read_only=args.read_only,
                                    token=args.token or os.environ.get(DASHBOARD_TOKEN_ENV) or None,
                                    refresh=args.refresh, allowed_hosts=tuple(args.allow_host))  # fmt: skip
-    except UnsafeDashboard as error:
+    except (UnsafeDashboard, ValueError) as error:  # no token, a short one, --refresh 0
         raise UsageError(str(error)) from None
 
     def ready(url: str) -> None:

@@ -423,6 +423,9 @@ def test_the_dashboard_command_refuses_an_open_address_without_token(dsn: str) -
     done = _cli("dashboard", "--host", "0.0.0.0", "--port", "0", dsn=dsn)
     assert done.returncode == 2
     assert "which other machines can reach" in done.stderr and "--token" in done.stderr
+    zero = _cli("dashboard", "--refresh", "0", dsn=dsn)
+    assert (zero.returncode, zero.stderr.splitlines()[-1]) == (
+        2, "python -m pgqueue_ref: error: refresh=0.0: expected seconds > 0")  # fmt: skip
 
 
 def test_job_actions_on_the_command_line(dsn: str, dashboard_jobs: dict[str, int], db: Db) -> None:
