@@ -36,6 +36,7 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpick_ignore_regex = [
     ("py:.*", r"(psycopg|psycopg_pool|psycopg2|asyncpg|aiopg|sqlalchemy|pytest|testing)\..*"),
     ("py:.*", r"(_?asyncio|collections\.abc|concurrent|datetime|enum|pathlib|types|typing)\..*"),
+    ("py:.*", r"(threading|starlette|uvicorn|jinja2|prometheus_client)\..*"),  # the dashboard
     (
         "py:.*",
         r"(Any|Self|T|C|Params|Row|Measure|_Method|Callable|Coroutine|Awaitable|Sequence|Mapping)",

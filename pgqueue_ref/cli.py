@@ -10,6 +10,8 @@ Commands a user of procrastinate or PgQueuer expects::
     jobs prune --older-than HOURS   delete jobs finished more than HOURS ago
     failed                          the Queue face's failed jobs, with their errors (PgQueuer's ``pgq failed``)
     requeue ID [ID ...]             run failed Queue-face jobs again (PgQueuer's ``pgq requeue``)
+    jobs retry|cancel|abort ID      retry a failed job, cancel a waiting one, abort a running one
+    dashboard [--port 8000]         the queue's live state in a browser, and /metrics
     embedded                        start a throwaway PostgreSQL and print its DSN
     demo, bench                     the demo and the benchmark
 
@@ -385,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--include-cancelled", action="store_true", help="cancelled jobs too")
     prune.add_argument("--include-aborted", action="store_true", help="aborted jobs too")
     prune.set_defaults(run=cmd_jobs_prune)
+    _add_job_actions(jobs_actions)
 
     failed = commands.add_parser(
         "failed", help="the Queue face's failed jobs, newest first, with their errors"
@@ -447,7 +450,86 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, default=Path("bench-results/benchmarks.png"), help="the plot (PNG)"
     )
     bench.set_defaults(run=cmd_bench)
+    _add_dashboard(commands)
     return parser
+
+
+# -- the dashboard, and the actions it shares with `jobs` --------------------------------
+
+#: Where the dashboard's token may come from instead of --token (which `ps` shows).
+DASHBOARD_TOKEN_ENV = "PGQUEUE_REF_DASHBOARD_TOKEN"
+
+
+async def cmd_job_action(args: argparse.Namespace) -> int:
+    from .dashboard.actions import run_action_async
+
+    app = the_app(args)
+    async with app.open_async():
+        result = await run_action_async(app.job_manager, args.action, args.job_id)
+    print(result.message)
+    return 0 if result.done else 1
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import load
+    from .exceptions import UnsafeDashboard
+
+    serving = load("serving")
+    try:
+        settings = serving.Settings(host=args.host, read_only=args.read_only,
+                                   token=args.token or os.environ.get(DASHBOARD_TOKEN_ENV) or None,
+                                   refresh=args.refresh, allowed_hosts=tuple(args.allow_host))  # fmt: skip
+    except (UnsafeDashboard, ValueError) as error:  # no token, a short one, --refresh 0
+        raise UsageError(str(error)) from None
+
+    def ready(url: str) -> None:
+        guard = "token required" if settings.token else "local only"
+        mode = "read-only" if settings.read_only else "with actions"
+        print(f"dashboard at {url} ({guard}, {mode}); metrics at {url}metrics. Ctrl-C stops it.",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        serving.run(the_app(args), settings, args.port, ready)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    return 0
+
+
+def _add_job_actions(jobs_actions: Any) -> None:
+    for action, help_text in (("retry", "put a failed job back to wait"),
+                              ("cancel", "cancel a waiting job"),
+                              ("abort", "ask a running job to abort")):  # fmt: skip
+        command = jobs_actions.add_parser(action, help=help_text,
+                                          description=f"{help_text[0].upper()}{help_text[1:]}; "
+                                          "exit code 1 if it was not (the message says why).")  # fmt: skip
+        command.add_argument("job_id", type=_positive, metavar="ID", help="the job's id")
+        command.set_defaults(run=cmd_job_action)
+
+
+def _add_dashboard(commands: Any) -> None:
+    dashboard = commands.add_parser(
+        "dashboard", help="the queue's live state in a browser, and /metrics for Prometheus",
+        description="Serve one page that refreshes itself (counts per queue, task and status, "
+        "throughput, workers, failed, scheduled and periodic jobs; retry, cancel, abort behind "
+        "a confirmation) and /metrics in Prometheus' text format. Needs the 'dashboard' extra.",
+    )  # fmt: skip
+    # SUPPRESS: given here or before the command (`--dsn X dashboard`), never reset to None.
+    dashboard.add_argument("--dsn", default=argparse.SUPPRESS,
+                           help=f"the database (default: ${DSN_ENV}, else the libpq PG* variables)")  # fmt: skip
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default 127.0.0.1; any other needs --token)")  # fmt: skip
+    dashboard.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0: a free one)"
+    )
+    dashboard.add_argument("--read-only", action="store_true", help="show, never act: no actions")
+    dashboard.add_argument(
+        "--token", help=f"required of every request (default: ${DASHBOARD_TOKEN_ENV})"
+    )
+    dashboard.add_argument("--refresh", type=float, default=1.0,
+                           help="seconds between the page's refreshes (default 1)")  # fmt: skip
+    dashboard.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                           help="also accept this Host header without a token (a proxy's name)")  # fmt: skip
+    dashboard.set_defaults(run=cmd_dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

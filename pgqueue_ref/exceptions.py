@@ -19,7 +19,9 @@ The tree::
     │   ├── SyncCallInAsyncContext    a blocking call from inside a running event loop
     │   ├── InvalidCronExpression     a periodic task's or schedule's cron that croniter refuses (also a ValueError)
     │   ├── InvalidPeriodicTask       a periodic task whose function takes no timestamp (also a TypeError)
-    │   └── DriverNotInstalled        an optional driver's package is missing (also an ImportError)
+    │   ├── DriverNotInstalled        an optional driver's package is missing (also an ImportError)
+    │   ├── DashboardNotInstalled     the dashboard asked for without its extra (also an ImportError)
+    │   └── UnsafeDashboard           a dashboard on a non-local address without a token
     ├── JobAborted                    raised by a task that stops because it was asked to
     ├── UnserializableArguments       task arguments that are not JSON (also a TypeError)
     ├── TaskNotFound                  a job names a task its worker does not know
@@ -59,6 +61,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectorException",
     "ConnectorNotOpen",
+    "DashboardNotInstalled",
     "DriverNotInstalled",
     "DuplicateJobError",
     "ExternalConnectionError",
@@ -75,6 +78,7 @@ __all__ = [
     "SyncCallInAsyncContext",
     "SyncConnectorConfigurationError",
     "TaskNotFound",
+    "UnsafeDashboard",
     "UnserializableArguments",
     "translate",
 ]
@@ -186,6 +190,19 @@ class DriverNotInstalled(ConfigurationError, ImportError):
     (``pip install "pgqueue_ref[asyncpg]"``), imported when first used. It is
     an ``ImportError`` too, so ``except ImportError`` code keeps working.
     """
+
+
+class DashboardNotInstalled(ConfigurationError, ImportError):
+    """The dashboard (``pgqueue_ref.dashboard``'s server, ``pgqueue-ref dashboard``)
+    needs packages of the ``dashboard`` extra that are not installed: Starlette,
+    uvicorn, Jinja2 and prometheus-client. The message names the one missing and
+    the install line."""
+
+
+class UnsafeDashboard(ConfigurationError):
+    """A dashboard asked to listen on an address other machines can reach, without
+    a token (or with one too short to stand guessing): anyone on the network could
+    read the queue and act on its jobs. Pass a token, or listen on 127.0.0.1."""
 
 
 class JobAborted(PgQueueError):

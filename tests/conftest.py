@@ -125,3 +125,51 @@ def libpq_env(pg: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
         monkeypatch.setenv(f"PG{key.upper()}", pg[key])
     monkeypatch.setenv("PGDATABASE", pg["dbname"])
     return pg
+
+
+# -- the dashboard's tests (tests/test_dashboard.py, tests/browser) -----------------------
+
+#: What the seeded tasks store, with markup in it that the dashboard must show as text.
+HOSTILE_ERROR = "<script>window.__pwned = 1</script> & <b>bold</b>"
+HOSTILE_ARG = '"><script>window.__pwned = 2</script>'
+
+
+async def _seed_dashboard(dsn: str) -> dict[str, int]:
+    app = pgqueue_ref.App(connector=pgqueue_ref.PsycopgConnector(conninfo=dsn))
+
+    @app.task(name="mail.send", queue="emails")
+    async def send(to: str) -> None:
+        return None
+
+    @app.task(name="report<i>", queue="reports")
+    async def report(title: str) -> None:
+        raise ValueError(HOSTILE_ERROR)
+
+    async with app.open_async():
+        await send.batch_defer_async({"to": "ann"}, {"to": "bob"}, {"to": "cy"})
+        failed = await report.defer_async(title=HOSTILE_ARG)
+        await app.run_worker_async(wait=False)  # three succeed, the report fails
+        waiting = await send.defer_async(to="dee")
+        scheduled = await send.configure(schedule_in={"hours": 1}).defer_async(to="eve")
+        running = await report.defer_async(title="long")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a job that a worker holds
+        row = conn.execute(
+            "WITH w AS (INSERT INTO pgqueue_workers (name) VALUES ('host:4242') RETURNING id) "
+            "UPDATE pgqueue_jobs SET status = 'doing', attempts = 1, started_at = now(), "
+            "worker_id = (SELECT id FROM w) WHERE id = %s RETURNING worker_id",
+            (running,),
+        ).fetchone()
+    assert row is not None
+    return {"failed": failed, "waiting": waiting, "scheduled": scheduled, "running": running,
+            "worker": row[0]}  # fmt: skip
+
+
+@pytest.fixture
+def dashboard_jobs(dsn: str) -> dict[str, int]:
+    """``dsn``'s database with a mix of jobs: in queue 'emails', three succeeded, one
+    waiting and one scheduled in an hour (task 'mail.send'); in queue 'reports', one
+    failed with :data:`HOSTILE_ERROR` and :data:`HOSTILE_ARG` and one running on worker
+    'host:4242' (task 'report<i>'). Their ids, by those names."""
+    import asyncio
+
+    return asyncio.run(_seed_dashboard(dsn))

@@ -187,3 +187,35 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         pgqueue_ref.AsyncpgConector  # noqa: B018
     with pytest.raises(AttributeError, match="'pgqueue_ref.db' has no attribute 'Nope'"):
         pgqueue_ref.db.Nope  # noqa: B018
+
+
+def test_the_dashboard_is_imported_when_asked_for_and_names_its_extra() -> None:
+    loaded = run_python(
+        """
+        import json, sys
+        import pgqueue_ref.dashboard, pgqueue_ref.cli
+        print(json.dumps([m for m in ("starlette", "uvicorn", "jinja2", "prometheus_client")
+                          if m in sys.modules]))
+        """
+    )
+    assert json.loads(loaded) == []
+    out = run_python(
+        """
+        import contextlib, io
+        import pgqueue_ref.dashboard
+        from pgqueue_ref import cli
+        from pgqueue_ref.dashboard import read_figures  # no extra needed
+        try:
+            pgqueue_ref.dashboard.serve_in_background
+        except ImportError as error:
+            print(type(error).__name__, error, sep=": ")
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = cli.main(["--dsn", "dbname=unused", "dashboard"])
+        print(code, stderr.getvalue().strip())
+        """,
+        hidden=("starlette",),
+    )
+    extra = """the dashboard needs the 'starlette' package, which is not installed: \
+pip install "pgqueue_ref[dashboard]\""""
+    assert out.splitlines() == [f"DashboardNotInstalled: {extra}", f"1 error: {extra}"]

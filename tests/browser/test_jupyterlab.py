@@ -15,9 +15,8 @@ columns and the PgBouncer column must fit the page, with nothing cut off or
 scrolled away (``artifacts/docs-connectors-1280.png``). Notebook 02 shows the
 same table; its test checks that it fits the notebook too.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` and the ``browser`` extra
-(selenium). Without them the tests are skipped, saying so; CI installs them and
-sets ``PGQUEUE_REF_REQUIRE_BROWSER=1``, which turns the skip into a failure.
+Needs Debian's ``chromium`` and ``chromium-driver`` and selenium (the ``dev``
+extra); without them the tests are skipped or, in CI, fail (tests/browser/conftest.py).
 
 ``PGQUEUE_REF_BROWSER_NOTEBOOKS`` narrows the notebooks to a glob (CI's second
 leg runs ``01-*`` only, to keep CI's time: every notebook runs on the first
@@ -30,13 +29,12 @@ import fnmatch
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,28 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 SELECTED_ENV = "PGQUEUE_REF_BROWSER_NOTEBOOKS"
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 LAPTOP_WIDTH = 1280
-
-
-def _missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[browser]')"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            return f"{path} not found (apt-get install chromium chromium-driver)"
-    return None
-
-
-def _require_browser() -> None:
-    missing = _missing()
-    if missing:
-        if os.environ.get("PGQUEUE_REF_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser test is required here, but {missing}")
-        pytest.skip(missing)
 
 
 def _write_settings(folder: Path, plugin: str, settings: dict[str, Any]) -> None:
@@ -77,9 +54,8 @@ def _write_settings(folder: Path, plugin: str, settings: dict[str, Any]) -> None
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def lab_server(tmp_path_factory: pytest.TempPathFactory, browser_available: None) -> Iterator[str]:
     """A JupyterLab server: the URL of its ``lab`` page, token included."""
-    _require_browser()
     settings = tmp_path_factory.mktemp("lab-settings")
     # No news or update popup; no autosave, so that runs never write the notebooks.
     _write_settings(
@@ -111,23 +87,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(browser_available: None, launch_chromium: Callable[..., Any]) -> Iterator[Any]:
     """One headless Chromium for the module's tests."""
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000"):  # fmt: skip
-        options.add_argument(flag)
-    ARTIFACTS.mkdir(exist_ok=True)
-    profile = ARTIFACTS / "chromium-profile"
-    shutil.rmtree(profile, ignore_errors=True)
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = launch_chromium(profile="jupyterlab")
     try:
         yield driver
     finally:
@@ -287,9 +249,8 @@ def test_notebook_runs_all_in_jupyterlab(lab: Any, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def docs_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def docs_site(tmp_path_factory: pytest.TempPathFactory, browser_available: None) -> Path:
     """The Sphinx site, built as CI builds it (not strict here: docs have their own step)."""
-    _require_browser()
     out = tmp_path_factory.mktemp("docs")
     subprocess.run(
         [sys.executable, "-m", "sphinx", "-q", "-c", "docs", ".", str(out)],
