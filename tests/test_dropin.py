@@ -22,6 +22,7 @@ import pgqueue_ref
 from pgqueue_ref import App, BaseConnector, exceptions
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 from pgqueue_ref.db import PsycopgDriver
+from pgqueue_ref.jobs import Job
 from pgqueue_ref.manager import JobManager
 from pgqueue_ref.queries import Queries
 
@@ -248,27 +249,44 @@ def test_blocking_twins(dsn: str, db: Db) -> None:
 
 async def test_list_jobs_with_procrastinate_filters(app: App, db: Db) -> None:
     @app.task(name="a", queue="q1", lock="L")
-    def a() -> None: ...
+    def a(n: int) -> None: ...
 
     @app.task(name="b", queue="q2")
     def b() -> None: ...
 
-    a_id, b_id = await a.defer_async(), await b.defer_async()
+    a_id, b_id = await a.defer_async(n=1), await b.defer_async()
     db("UPDATE pgqueue_jobs SET status = 'failed' WHERE id = %s", b_id)
     manager = app.job_manager
 
-    def ids(rows: list[dict[str, Any]]) -> list[int]:
-        return [row["id"] for row in rows]
+    def ids(jobs: list[Job]) -> list[int]:
+        return [job.id for job in jobs]
 
-    assert ids(await manager.list_jobs_async()) == [b_id, a_id]  # ours: the newest first
-    assert ids(await manager.list_jobs_async(id=a_id)) == [a_id]
+    # procrastinate's: Job objects, every match, oldest first.
+    first, second = await manager.list_jobs_async()
+    assert isinstance(first, Job) and (first.id, second.id) == (a_id, b_id)
+    assert (first.task_name, first.queue, first.lock, first.task_kwargs) == (
+        "a",
+        "q1",
+        "L",
+        {"n": 1},
+    )
+    assert (first.status, second.status) == ("todo", "failed")
+    assert (first.abort_requested, first.worker_id, first.attempts) == (False, None, 0)
+    assert ids(await asyncio.to_thread(manager.list_jobs)) == [a_id, b_id]  # the blocking twin
+    assert ids(await manager.list_jobs_async(a_id)) == [a_id]  # id comes first, as theirs
     assert ids(await manager.list_jobs_async(task="b")) == [b_id]
     assert ids(await manager.list_jobs_async(status="failed")) == [b_id]
     assert ids(await manager.list_jobs_async(lock="L", queue="q1")) == [a_id]
     assert ids(await manager.list_jobs_async(queueing_lock="none")) == []
     assert ids(await manager.list_jobs_async(worker_id=1)) == []
+    with pytest.raises(TypeError, match="unexpected keyword argument 'queue_name'"):
+        await manager.list_jobs_async(queue_name="q1")  # type: ignore[call-arg]
+    # Ours, beside it: rows (dicts), the newest first, at most `limit`.
+    rows = await manager.list_job_rows_async()
+    assert [row["id"] for row in rows] == [b_id, a_id]
+    assert [row["id"] for row in await manager.list_job_rows_async(limit=1)] == [b_id]
     with pytest.raises(TypeError, match="unknown filter"):
-        await manager.list_jobs_async(queue_name="q1")
+        await manager.list_job_rows_async(queue_name="q1")
 
 
 async def test_list_queues_and_tasks(app: App, db: Db) -> None:
@@ -405,5 +423,5 @@ async def test_the_check_catches_aiopg_defaults(dsn: str, psycopg2_globals: Any)
     """The test above fails on aiopg's own defaults: they are what it guards against."""
     app = App(connector=pgqueue_ref.AiopgConnector(dsn=dsn, enable_hstore=True))
     async with app.open_async():
-        await app.job_manager.list_jobs_async()
+        await app.job_manager.list_job_rows_async()
     assert _adapt_a_dict() == "HstoreAdapter"
