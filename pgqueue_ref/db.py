@@ -9,7 +9,7 @@
 | :class:`~pgqueue_ref.connectors.psycopg.PsycopgPoolDriver` | a ``psycopg_pool.AsyncConnectionPool`` (``max_size >= 2``) | yes | no | (core) |
 
 Each is a connector of :mod:`pgqueue_ref.connectors` (async ones through
-:class:`~pgqueue_ref.connectors.base.Driver`), so :class:`~pgqueue_ref.queries.Queries`, the worker engine,
+:class:`~pgqueue_ref.connectors.driver.Driver`), so :class:`~pgqueue_ref.queries.Queries`, the worker engine,
 the App face and the conformance suite use them unchanged. You open the
 connection or pool, and you close it: a driver never does. The asyncpg ones
 import asyncpg when first used (``pip install "pgqueue_ref[asyncpg]"``).

@@ -210,7 +210,7 @@ def job_from_row(row: Mapping[str, Any], loads: Callable[[str], Any] | None = No
         scheduled_at=row["scheduled_at"],
         created_at=row["created_at"],
         headers=None if row.get("headers") is None else json.loads(row["headers"]),
-        status=Status(row["status"]) if "status" in row else None,
+        status=Status(row["status"]) if "status" in row else Status.DOING,  # claimed: doing
         abort_requested=row.get("abort_requested", False),
         worker_id=row.get("worker_id"),
     )

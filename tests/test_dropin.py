@@ -425,3 +425,72 @@ async def test_the_check_catches_aiopg_defaults(dsn: str, psycopg2_globals: Any)
     async with app.open_async():
         await app.job_manager.list_job_rows_async()
     assert _adapt_a_dict() == "HstoreAdapter"
+
+
+# -- App.tasks, Task and JobContext attributes, Queries.from_* (the rest of #21) ---------
+
+
+async def test_app_tasks_is_a_plain_dict(app: App, db: Db) -> None:
+    @app.task(name="a", queue="q", lock="L", queueing_lock="Q", pass_context=True, retry=2)
+    def a(context: Any) -> None: ...
+
+    assert type(app.tasks) is dict and app.tasks["a"] is a  # procrastinate's: a plain dict
+    assert (a.queue, a.lock, a.queueing_lock, a.pass_context) == ("q", "L", "Q", True)
+    assert a.retry_strategy is not None and a.retry_strategy.max_retries == 2
+    other = app.with_connector(app.connector)
+
+    @other.task(name="b")
+    def b() -> None: ...
+
+    assert set(app.tasks) == set(other.tasks) == {"a", "b"}  # registered on either: in both
+    assert app.tasks["b"].app is app and other.tasks["a"].app is other  # each bound to its app
+    del app.tasks["a"]  # a dict of this app's: the other keeps its own
+    assert "a" not in app.tasks and "a" in other.tasks
+
+
+async def test_job_context_task_is_the_jobs_task(app: App) -> None:
+    seen: list[Any] = []
+
+    @app.task(name="ctx", pass_context=True)
+    def ctx(context: pgqueue_ref.JobContext) -> None:
+        seen.append(context.task)
+
+    await ctx.defer_async()
+    await app.run_worker_async(wait=False)
+    assert seen == [app.tasks["ctx"]]
+
+
+@pytest.mark.parametrize("kind", ["asyncpg connection", "asyncpg pool", "psycopg connection"])
+async def test_queries_from_classmethods(dsn: str, db: Db, kind: str) -> None:
+    import asyncpg
+
+    from pgqueue_ref import Queries as TopLevelQueries  # `from pgqueuer import Queries`
+
+    assert TopLevelQueries is Queries
+    if kind == "asyncpg connection":
+        resource: Any = await asyncpg.connect(dsn)
+        queries = Queries.from_asyncpg_connection(resource)
+    elif kind == "asyncpg pool":
+        resource = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        queries = Queries.from_asyncpg_pool(resource)
+    else:
+        resource = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        queries = Queries.from_psycopg_connection(resource)
+    try:
+        (job_id,) = await queries.enqueue("fetch", b"x")
+        assert db("SELECT id, face, payload FROM pgqueue_jobs") == [(job_id, "queue", b"x")]
+    finally:
+        await resource.close()
+
+
+def test_pgqueuer_log_models_are_importable() -> None:
+    from pgqueue_ref.models import Log, LogStatistics
+    from pgqueue_ref.queue_log import Log as OurLog
+
+    assert Log is OurLog and LogStatistics.__dataclass_fields__.keys() == {
+        "count",
+        "created",
+        "entrypoint",
+        "priority",
+        "status",
+    }

@@ -4,7 +4,7 @@
 module                  what it holds                                          needs
 ======================  =====================================================  ==============
 :mod:`.base`            the contract: async and blocking connectors, pools     (core)
-                        adopted or owned, ``require_async``, error translation
+                        adopted or owned, ``require_async``, error mapping
 :mod:`.driver`          the Queue face's drivers' base, ``Driver``, and        (core)
                         PgQueuer's driver protocol on it
 :mod:`.custom`          your own driver, written against that protocol         (core)

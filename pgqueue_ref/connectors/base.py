@@ -301,7 +301,7 @@ class AsyncConnector(BaseConnector):
         self._dispatch_blocking(self._execute, query, params, connection)
 
     def execute_blocking(self, query: str, params: Params | None = None) -> None:
-        """:meth:`execute`, under a name no driver protocol takes: on a Queue-face
+        """``execute``, under a name no driver protocol takes: on a Queue-face
         :class:`~pgqueue_ref.connectors.driver.Driver`, ``execute`` is PgQueuer's coroutine."""
         self._dispatch_blocking(self._execute, query, params, None)
 

@@ -2,9 +2,9 @@
 
 ``Queries(x)`` and ``PgQueuer(x)`` take any object with PgQueuer's driver
 methods (``fetch``, ``execute``, ``add_listener``; see
-:mod:`~pgqueue_ref.connectors.protocol`): :func:`as_connector` wraps it in a
+:mod:`~pgqueue_ref.connectors.driver`): :func:`as_connector` wraps it in a
 :class:`ProtocolDriver`, and from there on it is a
-:class:`~pgqueue_ref.connectors.base.Driver` like ours.
+:class:`~pgqueue_ref.connectors.driver.Driver` like ours.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ extension point:
 Where ours differ from PgQueuer's (``docs/compatibility.md`` says so too):
 
 * On a Driver, ``execute`` is PgQueuer's coroutine, not the connector
-  contract's blocking twin (that one is :meth:`execute_blocking` here), and it
+  contract's blocking twin (that one is :meth:`~pgqueue_ref.connectors.base.AsyncConnector.execute_blocking` here), and it
   returns ``""`` rather than the command tag, which nothing in PgQueuer reads.
 * ``PgQueuer.run()`` does not enter the driver with ``async with``: it LISTENs
   through ``add_listener`` and stops through ``remove_listener``, so a driver
@@ -146,7 +146,7 @@ class Driver(AsyncConnector):
     async def execute(self, query: str, *args: Any) -> str:  # type: ignore[override]
         """PgQueuer's: run ``query`` (``$1, $2`` placeholders), dropping rows; returns ``""``
         (PgQueuer returns the command tag, which it never reads). On a Driver this name
-        is PgQueuer's coroutine; the contract's blocking twin is :meth:`execute_blocking`."""
+        is PgQueuer's coroutine; the contract's blocking twin is :meth:`~pgqueue_ref.connectors.base.AsyncConnector.execute_blocking`."""
         named, params = to_named(query, args)
         await self.execute_async(named, params)
         return ""
