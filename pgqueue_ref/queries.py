@@ -16,6 +16,11 @@ enqueued). Both classes only *build* :class:`~pgqueue_ref.manager.Call` objects
 (the shared :class:`_QueryCalls`) and run them through
 :class:`~pgqueue_ref.manager.JobManager`, awaiting or not: the logic exists once.
 
+``Queries(x)`` also takes a driver of your own written against PgQueuer's
+driver protocol (:mod:`pgqueue_ref.connectors.driver`). The queue log and
+statistics (``queue_log``, ``log_statistics``...) and ``clear_queue`` are
+:mod:`pgqueue_ref.queue_log`'s.
+
 Jobs land in ``pgqueue_jobs`` with face ``'queue'``: the same table the App
 face writes, served by the same worker engine (see :class:`~pgqueue_ref.queuer.PgQueuer`).
 """

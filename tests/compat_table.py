@@ -553,6 +553,12 @@ MEANING_DIFFERS: dict[str, str] = {
     "procrastinate.manager.JobManager.list_jobs": (
         "`Job` objects as theirs, both faces' jobs; `list_job_rows_async` gives rows, newest first"
     ),
+    "procrastinate.manager.JobManager.get_job_status": (
+        "`None` for a job that does not exist, where theirs has no status to return"
+    ),
+    "procrastinate.manager.JobManager.get_job_status_async": (
+        "`None` for a job that does not exist, where theirs has no status to return"
+    ),
     "pgqueuer.db.Driver.execute": 'returns `""`, not the command tag (PgQueuer never reads it)',
     "pgqueuer.db.Driver.__aenter__": "`PgQueuer.run()` does not enter the driver",
     "pgqueuer.queries.Queries.queue_log": (

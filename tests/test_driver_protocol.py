@@ -162,3 +162,31 @@ async def test_a_custom_drivers_listener_wakes_the_consumer(dsn: str) -> None:
     finally:
         await connection.close()
         await producer.close()
+
+
+@pytest.mark.parametrize("kind", ["asyncpg", "psycopg"])
+async def test_pgqueuers_own_drivers_run_our_consumer(dsn: str, kind: str) -> None:
+    """PgQueuer 1.6's drivers are written against the protocol too: ours runs on them."""
+    pgqueuer_db = pytest.importorskip("pgqueuer.db")  # the [bench] extra, in CI
+    import psycopg
+
+    if kind == "asyncpg":
+        connection: Any = await asyncpg.connect(dsn)
+        theirs = pgqueuer_db.AsyncpgDriver(connection)
+    else:
+        connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        theirs = pgqueuer_db.PsycopgDriver(connection)
+    try:
+        async with theirs:
+            ids = await Queries(theirs).enqueue(["fetch", "fetch"], [b"1", b"2"], [0, 0])
+            pgq = PgQueuer(theirs)
+            seen: list[int] = []
+
+            @pgq.entrypoint("fetch")
+            async def fetch(job: Job) -> None:
+                seen.append(job.id)
+
+            stats = await asyncio.wait_for(pgq.run(mode=QueueExecutionMode.drain), 30)
+            assert sorted(seen) == ids and stats.succeeded == 2
+    finally:
+        await connection.close()

@@ -80,7 +80,7 @@ async def test_enqueue_headers_reach_the_entrypoint(subject: Subject, db: Db) ->
     with pytest.raises(TypeError, match="expected a dict of str to str"):
         await call(subject, queries.enqueue, "traced", b"", headers={"n": 1})
     if not subject.is_async:
-        subject.not_applicable("enqueue only: a blocking driver cannot consume (see above)")
+        subject.not_applicable("blocking: the headers are stored (checked), but it cannot consume")
         return
     pgq = PgQueuer(subject.connector)
     seen: dict[int, dict[str, str] | None] = {}
