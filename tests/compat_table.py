@@ -9,7 +9,9 @@ How it stays honest:
   ``docs/reference.rst`` (each class with the members it documents), and
   PgQueuer's documented modules (``pgqueuer``, ``pgqueuer.db``,
   ``pgqueuer.queries``, ``pgqueuer.models``, ``pgqueuer.types``,
-  ``pgqueuer.errors``; each class's public methods).
+  ``pgqueuer.errors``; each class's public methods, less ``Queries``' schema
+  introspection (``has_table``, ``plan_upgrade``...) and the statements only
+  its consumer sends (``dequeue``, ``log_jobs``, ``notify_*``, heartbeats)).
 * The verdict is computed, not written: **no** when pgqueue_ref has no object
   at the mapped path; **differs** when it has one but not the anchor's
   signature (a parameter of theirs that ours does not take, a coroutine
@@ -768,7 +770,9 @@ def render(computed: list[tuple[Section, list[Verdict]]]) -> str:
         "",
         "Out of scope: each library's internals, which code written against its public",
         "API does not touch: table and column names, the SQL, the schema's migrations,",
-        "CLI internals, private attributes (a leading `_`), and the web dashboard.",
+        "CLI internals, private attributes (a leading `_`), the web dashboard, and the",
+        "methods of PgQueuer's `Queries` that only its own consumer or schema tooling",
+        "calls (`dequeue`, `log_jobs`, `notify_*`, heartbeats, `has_table`, `plan_upgrade`...).",
         "procrastinate's Django integration (`procrastinate.contrib.django`) is not here",
         "and not listed: it needs Django, and pgqueue_ref has none.",
         "",
