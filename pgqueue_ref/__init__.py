@@ -25,6 +25,7 @@ from .connectors import AsyncConnector, BaseConnector, SyncConnector, module_get
 from .connectors.psycopg import PsycopgConnector
 from .connectors.psycopg_sync import SyncPsycopgConnector
 from .jobs import Job, Status
+from .queries import Queries
 from .queuer import PgQueuer
 from .retry import RetryStrategy
 from .settings import Channel, DBSettings, QueueExecutionMode
@@ -49,6 +50,7 @@ __all__ = [
     "PgQueuer",
     "Psycopg2Connector",
     "PsycopgConnector",
+    "Queries",
     "QueueExecutionMode",
     "RetryStrategy",
     "Status",

@@ -98,6 +98,13 @@ class App:
                 f"periodic_defaults: unknown keys {sorted(unknown)}; expected max_delay"
             )
         self._registry: dict[str, TaskDefinition] = {}
+        #: Every registered task, bound to this app: a plain dict, as procrastinate's
+        #: ``App.tasks`` (``app.tasks["name"].defer()``). A task registered on this app or
+        #: on one made by :meth:`with_connector` appears in each of theirs, bound to each;
+        #: a task you add or remove here is this app's only. The worker looks tasks up
+        #: here first.
+        self.tasks: dict[str, Task] = {}
+        self._family: weakref.WeakSet[App] = weakref.WeakSet([self])  # apps sharing the tasks
         self._periodic: dict[tuple[str, str], PeriodicTask] = {}
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # made by app.worker()
 
@@ -161,7 +168,9 @@ class App:
             if definition.name in self._registry:
                 logger.debug("task %r redefined", definition.name)  # re-running a notebook cell
             self._registry[definition.name] = definition
-            return Task(definition, self)
+            for app in self._family:
+                app.tasks[definition.name] = Task(definition, app)
+            return self.tasks[definition.name]
 
         return register if func is None else register(func)
 
@@ -220,16 +229,13 @@ class App:
         return dict(self._periodic)
 
     @property
-    def tasks(self) -> Mapping[str, Task]:
-        """Every registered task, bound to this app (a snapshot)."""
-        return {name: Task(definition, self) for name, definition in self._registry.items()}
-
-    @property
     def builtin_tasks(self) -> Mapping[str, Task]:
         """The tasks every app has (:mod:`pgqueue_ref.builtin_tasks`), bound to this app."""
         return {name: Task(definition, self) for name, definition in BUILTIN_TASKS.items()}
 
     def _definition(self, name: str) -> TaskDefinition | None:
+        if (task := self.tasks.get(name)) is not None:
+            return task.definition
         return self._registry.get(name) or BUILTIN_TASKS.get(name)
 
     def configure_task(self, name: str, **options: Any) -> JobDeferrer:
@@ -244,6 +250,9 @@ class App:
         """A second app over the same tasks, deferring through ``connector``."""
         other = App(connector=connector, worker_defaults=self.worker_defaults)
         other._registry = self._registry  # shared: a task registered on either is seen by both
+        other.tasks = {name: Task(task.definition, other) for name, task in self.tasks.items()}
+        other._family = self._family
+        self._family.add(other)
         other._periodic = self._periodic
         other.periodic_defaults = self.periodic_defaults
         return other
@@ -312,7 +321,7 @@ class App:
         if definition is None:
             raise TaskNotFound(
                 f"job {job.id} asks for task {job.task_name!r}, which this worker's app does not have "
-                f"(it has: {', '.join(sorted(self._registry)) or 'no tasks'}). Register it with "
+                f"(it has: {', '.join(sorted(self.tasks)) or 'no tasks'}). Register it with "
                 "@app.task(name=...) in the code the worker imports."
             )
         context = JobContext(job, self, dict(additional_context or {}))

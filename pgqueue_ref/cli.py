@@ -179,7 +179,7 @@ def _when(moment: datetime.datetime | None) -> str:
 async def cmd_jobs(args: argparse.Namespace) -> int:
     app = the_app(args)
     async with app.open_async():
-        rows = await app.job_manager.list_jobs_async(queue=args.queue, limit=args.limit)
+        rows = await app.job_manager.list_job_rows_async(queue=args.queue, limit=args.limit)
     print(format_table(
         ["id", "queue", "task", "status", "attempts", "args", "error"],
         [[r["id"], r["queue"], r["task_name"], r["status"], r["attempts"], _short(r["args"], 40),

@@ -9,7 +9,7 @@
 | :class:`~pgqueue_ref.connectors.psycopg.PsycopgPoolDriver` | a ``psycopg_pool.AsyncConnectionPool`` (``max_size >= 2``) | yes | no | (core) |
 
 Each is a connector of :mod:`pgqueue_ref.connectors` (async ones through
-:class:`~pgqueue_ref.connectors.base.Driver`), so :class:`~pgqueue_ref.queries.Queries`, the worker engine,
+:class:`~pgqueue_ref.connectors.driver.Driver`), so :class:`~pgqueue_ref.queries.Queries`, the worker engine,
 the App face and the conformance suite use them unchanged. You open the
 connection or pool, and you close it: a driver never does. The asyncpg ones
 import asyncpg when first used (``pip install "pgqueue_ref[asyncpg]"``).
@@ -23,6 +23,12 @@ each statement unless you opened a transaction yourself. The I/O and each
 driver's quirks are in :mod:`pgqueue_ref.connectors.asyncpg`,
 :mod:`pgqueue_ref.connectors.psycopg` and :mod:`pgqueue_ref.connectors.psycopg_sync`;
 the whole story is in ``docs/queue-face.md``.
+
+**PgQueuer's driver protocol.** Each async driver also answers PgQueuer's
+``fetch(query, *args)``, ``execute``, ``notify``, ``add_listener`` and
+``remove_listener``, with ``$1, $2`` placeholders, and ``async with``; a
+driver of your own written against that protocol runs ``Queries`` and
+``PgQueuer`` (:mod:`pgqueue_ref.connectors.driver`).
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ async def _demo(dsn: str, out: TextIO, jobs: int) -> None:
             file=out,
         )
         failed = [
-            r for r in await app.job_manager.list_jobs_async(limit=jobs) if r["status"] == "failed"
+            r
+            for r in await app.job_manager.list_job_rows_async(limit=jobs)
+            if r["status"] == "failed"
         ]
         if failed:
             print("\nfailed jobs keep their error, e.g.:", file=out)

@@ -69,6 +69,18 @@ class Job:
     queueing_lock: str | None = None
     scheduled_at: datetime.datetime | None = None
     created_at: datetime.datetime | None = None
+    #: PgQueuer's job headers (``enqueue(..., headers=...)``), None if it was given none.
+    headers: dict[str, str] | None = None
+    #: Set on the jobs ``job_manager.list_jobs[_async]`` returns (procrastinate's
+    #: ``Job`` has them); a job a worker claimed is 'doing', by that worker.
+    status: Status | None = None
+    abort_requested: bool = False
+    worker_id: int | None = None
+
+    @property
+    def task_kwargs(self) -> dict[str, Any]:
+        """procrastinate's name for the task's keyword arguments."""
+        return self.args
 
     @property
     def entrypoint(self) -> str:
@@ -197,6 +209,10 @@ def job_from_row(row: Mapping[str, Any], loads: Callable[[str], Any] | None = No
         queueing_lock=row["queueing_lock"],
         scheduled_at=row["scheduled_at"],
         created_at=row["created_at"],
+        headers=None if row.get("headers") is None else json.loads(row["headers"]),
+        status=Status(row["status"]) if "status" in row else Status.DOING,  # claimed: doing
+        abort_requested=row.get("abort_requested", False),
+        worker_id=row.get("worker_id"),
     )
 
 

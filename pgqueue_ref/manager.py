@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .connectors import BaseConnector, Row, require_async
+from .connectors import AsyncConnector, BaseConnector, Row, require_async
 from .exceptions import AlreadyEnqueued, ConnectorException, InvalidQueueName, JobNotRetryable
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .names import identifier
@@ -267,7 +267,9 @@ LIST_JOBS_FILTERS = {
 }
 
 
-def _list_jobs_call(queue: str | None, limit: int, filters: dict[str, Any]) -> Call[list[Row]]:
+def _list_jobs_call(
+    queue: str | None, limit: int | None, filters: dict[str, Any]
+) -> Call[list[Row]]:
     unknown = sorted(set(filters) - set(LIST_JOBS_FILTERS))
     if unknown:
         raise TypeError(
@@ -278,6 +280,34 @@ def _list_jobs_call(queue: str | None, limit: int, filters: dict[str, Any]) -> C
     if isinstance(params["status"], Status):
         params["status"] = params["status"].value
     return Call(QUERIES["get_jobs"], {"queue": queue, "limit": limit, **params}, list)
+
+
+def _procrastinate_filters(
+    id: int | None,
+    task: str | None,
+    status: str | None,
+    lock: str | None,
+    queueing_lock: str | None,
+    worker_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "task": task,
+        "status": status,
+        "lock": lock,
+        "queueing_lock": queueing_lock,
+        "worker_id": worker_id,
+    }
+
+
+def _jobs_call(
+    queue: str | None, filters: dict[str, Any], loads: Callable[[str], Any] | None
+) -> Call[list[Job]]:
+    """procrastinate's list_jobs: every match (no limit), oldest first, as Jobs."""
+    rows = _list_jobs_call(queue, None, filters)
+    return Call(
+        rows.query, rows.params, lambda found: [job_from_row(row, loads) for row in reversed(found)]
+    )
 
 
 def _counts_call(
@@ -592,18 +622,49 @@ class JobManager:
             Call(QUERIES["cancel_job"], {"id": job_id, "abort": abort}, _status), connection
         )
 
-    async def list_jobs_async(
-        self, queue: str | None = None, limit: int = 100, **filters: Any
+    async def list_job_rows_async(
+        self, queue: str | None = None, limit: int | None = 100, **filters: Any
     ) -> list[Row]:
-        """The newest ``limit`` jobs, as rows (dicts); procrastinate's filters
-        (``id``, ``task``, ``status``, ``lock``, ``queueing_lock``, ``worker_id``)
-        narrow them, by keyword."""
+        """The newest ``limit`` jobs (None: all), as rows (dicts, every column, for
+        people and tables); procrastinate's filters (``id``, ``task``, ``status``,
+        ``lock``, ``queueing_lock``, ``worker_id``) narrow them, by keyword."""
         return await self.run_async(_list_jobs_call(queue, limit, filters))
 
-    def list_jobs(self, queue: str | None = None, limit: int = 100, **filters: Any) -> list[Row]:
+    def list_job_rows(
+        self, queue: str | None = None, limit: int | None = 100, **filters: Any
+    ) -> list[Row]:
         return self.run(_list_jobs_call(queue, limit, filters))
 
     # -- procrastinate's names (3.10's JobManager), beside ours -------------
+
+    async def list_jobs_async(
+        self,
+        id: int | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        worker_id: int | None = None,
+    ) -> list[Job]:
+        """procrastinate's: every job that matches the filters, oldest first, as
+        :class:`~pgqueue_ref.jobs.Job` objects (``status``, ``task_kwargs``... set).
+        :meth:`list_job_rows_async` gives the newest rows, as dicts."""
+        filters = _procrastinate_filters(id, task, status, lock, queueing_lock, worker_id)
+        return await self.run_async(_jobs_call(queue, filters, self.connector.json_loads))
+
+    def list_jobs(
+        self,
+        id: int | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        worker_id: int | None = None,
+    ) -> list[Job]:
+        filters = _procrastinate_filters(id, task, status, lock, queueing_lock, worker_id)
+        return self.run(_jobs_call(queue, filters, self.connector.json_loads))
 
     async def cancel_job_by_id_async(
         self, job_id: int, abort: bool = False, delete_job: bool = False, connection: Any = None
@@ -802,7 +863,10 @@ class SchemaManager:
         await require_async(self.connector).execute_async(SCHEMA)
 
     def apply_schema(self) -> None:
-        self.connector.execute(SCHEMA)
+        if isinstance(self.connector, AsyncConnector):  # on a Driver, execute is PgQueuer's
+            self.connector.execute_blocking(SCHEMA)
+        else:
+            self.connector.execute(SCHEMA)
 
     async def missing_tables_async(self) -> list[str]:
         """The schema's tables, indexes and functions that the database lacks."""

@@ -16,6 +16,11 @@ enqueued). Both classes only *build* :class:`~pgqueue_ref.manager.Call` objects
 (the shared :class:`_QueryCalls`) and run them through
 :class:`~pgqueue_ref.manager.JobManager`, awaiting or not: the logic exists once.
 
+``Queries(x)`` also takes a driver of your own written against PgQueuer's
+driver protocol (:mod:`pgqueue_ref.connectors.driver`). The queue log and
+statistics (``queue_log``, ``log_statistics``...) and ``clear_queue`` are
+:mod:`pgqueue_ref.queue_log`'s.
+
 Jobs land in ``pgqueue_jobs`` with face ``'queue'``: the same table the App
 face writes, served by the same worker engine (see :class:`~pgqueue_ref.queuer.PgQueuer`).
 """
@@ -24,16 +29,28 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Self, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias, overload
 
+import psycopg
+import psycopg_pool
+
+from . import connectors
 from .connectors import AsyncConnector, BaseConnector, Row, SyncConnector
+from .connectors.custom import as_connector
+from .connectors.driver import PgQueuerDriver
+from .connectors.psycopg import PsycopgDriver, PsycopgPoolDriver
 from .exceptions import AlreadyEnqueued, DuplicateJobError
 from .jobs import Face, JobSpec, spec_columns
 from .manager import Call, JobManager, SchemaManager
+from .queue_log import AsyncLogMethods, SyncLogMethods
 from .settings import Channel, DBSettings
 from .sql import QUERIES
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["FailedJob", "OnConflict", "Queries", "QueueStatistics", "SortOrder", "SyncQueries"]
 
@@ -49,6 +66,7 @@ Payloads: TypeAlias = bytes | None | list[bytes | None]
 Priorities: TypeAlias = int | list[int]
 Delays: TypeAlias = datetime.timedelta | None | list[datetime.timedelta | None]
 DedupeKeys: TypeAlias = str | None | list[str | None]
+Headers: TypeAlias = dict[str, str] | None | list[dict[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +156,23 @@ def _job_specs(
     return specs
 
 
+def _header_texts(headers: Headers, size: int | None) -> list[str | None]:
+    """PgQueuer's ``headers=`` (a dict of strings per job, or None) as JSON text per job."""
+    texts: list[str | None] = []
+    for header in _as_list("headers", headers, size):
+        if header is None:
+            texts.append(None)
+            continue
+        if not isinstance(header, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in header.items()
+        ):
+            raise TypeError(
+                f"headers={header!r}: expected a dict of str to str (PgQueuer's headers), or None"
+            )
+        texts.append(json.dumps(header, separators=(",", ":")))
+    return texts
+
+
 def _ids_in_order(keys: list[str | None]) -> Callable[[list[Row]], list[int | None]]:
     """Read the enqueue rows back as one id per job, None where a duplicate was skipped.
 
@@ -174,12 +209,18 @@ class _QueryCalls:
         execute_after: Delays,
         dedupe_key: DedupeKeys,
         on_conflict: OnConflict,
+        headers: Headers = None,
     ) -> Call[list[int | None]]:
         if on_conflict not in ("raise", "skip"):
             raise ValueError(f"on_conflict={on_conflict!r}: expected 'raise' or 'skip'")
         specs = _job_specs(entrypoint, payload, priority, execute_after, dedupe_key)
         query = "enqueue_jobs" if on_conflict == "raise" else "enqueue_jobs_skip_duplicates"
-        params = {**spec_columns(Face.QUEUE, specs), "channel": str(self.channel)}
+        size = len(entrypoint) if isinstance(entrypoint, list) else None
+        params = {
+            **spec_columns(Face.QUEUE, specs),
+            "channel": str(self.channel),
+            "headers": _header_texts(headers, size),
+        }
         return Call(QUERIES[query], params, _ids_in_order([s.queueing_lock for s in specs]))
 
     @staticmethod
@@ -243,13 +284,13 @@ def _duplicates_named(dedupe_key: DedupeKeys) -> Iterator[None]:
         ) from error
 
 
-class Queries(_QueryCalls):
+class Queries(_QueryCalls, AsyncLogMethods):
     """Queue operations on an async driver: every method is a coroutine.
 
     ``Queries(blocking_driver)`` returns a :class:`SyncQueries` instead.
     """
 
-    def __new__(cls, driver: BaseConnector, channel: str | None = None) -> Self:
+    def __new__(cls, driver: BaseConnector | PgQueuerDriver, channel: str | None = None) -> Self:
         if cls is Queries and isinstance(driver, SyncConnector):
             # Not a Queries instance, so Python does not call Queries.__init__ on
             # it. Type checkers cannot follow this switch (__new__ must return a
@@ -257,10 +298,34 @@ class Queries(_QueryCalls):
             return SyncQueries(driver, channel)  # type: ignore[return-value]
         return super().__new__(cls)
 
-    def __init__(self, driver: BaseConnector, channel: str | None = None) -> None:
+    def __init__(self, driver: BaseConnector | PgQueuerDriver, channel: str | None = None) -> None:
+        # A driver of your own, written against PgQueuer's protocol, is wrapped here.
+        driver = as_connector(driver)
         if not isinstance(driver, AsyncConnector):
             raise TypeError(f"Queries needs a driver or connector; got {type(driver).__name__}")
         super().__init__(driver, channel)
+
+    # -- PgQueuer's classmethods: the driver is made for you (see pgqueue_ref.db) --
+
+    @classmethod
+    def from_asyncpg_connection(cls, connection: asyncpg.Connection) -> Queries:
+        """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
+        return cls(connectors.load("AsyncpgDriver")(connection))
+
+    @classmethod
+    def from_asyncpg_pool(cls, pool: asyncpg.Pool) -> Queries:
+        """Needs the ``asyncpg`` extra (imported now, not with pgqueue_ref)."""
+        return cls(connectors.load("AsyncpgPoolDriver")(pool))
+
+    @classmethod
+    def from_psycopg_connection(cls, connection: psycopg.AsyncConnection[Any]) -> Queries:
+        """The connection must be in autocommit mode, as PgQueuer's."""
+        return cls(PsycopgDriver(connection))
+
+    @classmethod
+    def from_psycopg_pool(cls, pool: psycopg_pool.AsyncConnectionPool[Any]) -> Queries:
+        """Beyond PgQueuer, whose Queries has no psycopg pool driver."""
+        return cls(PsycopgPoolDriver(pool))
 
     async def install(self) -> None:
         """Apply the shared schema (``sql/schema.sql``); harmless if it is there."""
@@ -274,6 +339,7 @@ class Queries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: Literal["raise"] = "raise",
     ) -> list[int]: ...
@@ -286,6 +352,7 @@ class Queries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: Literal["skip"],
     ) -> list[int | None]: ...
@@ -297,15 +364,17 @@ class Queries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: OnConflict = "raise",
     ) -> list[int] | list[int | None]:
         """Enqueue one job, or one per entrypoint if ``entrypoint`` is a list (then
         each other argument is a list of the same length, or one value for all).
         Returns the job ids; with ``on_conflict="skip"``, None for skipped duplicates.
+        ``headers`` (PgQueuer's): a dict of strings per job, the entrypoint's ``job.headers``.
         """
         call = self._enqueue_call(
-            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict
+            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict, headers
         )
         with _duplicates_named(dedupe_key):
             return await self._manager.run_async(call)
@@ -331,7 +400,7 @@ class Queries(_QueryCalls):
         return await self._manager.run_async(self._list_failed_jobs_call(limit, order))
 
 
-class SyncQueries(_QueryCalls):
+class SyncQueries(_QueryCalls, SyncLogMethods):
     """Queue operations on a blocking driver: the same methods as plain calls."""
 
     def install(self) -> None:
@@ -345,6 +414,7 @@ class SyncQueries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: Literal["raise"] = "raise",
     ) -> list[int]: ...
@@ -357,6 +427,7 @@ class SyncQueries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: Literal["skip"],
     ) -> list[int | None]: ...
@@ -368,12 +439,13 @@ class SyncQueries(_QueryCalls):
         priority: Priorities = 0,
         execute_after: Delays = None,
         dedupe_key: DedupeKeys = None,
+        headers: Headers = None,
         *,
         on_conflict: OnConflict = "raise",
     ) -> list[int] | list[int | None]:
         """See :meth:`Queries.enqueue`."""
         call = self._enqueue_call(
-            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict
+            entrypoint, payload, priority, execute_after, dedupe_key, on_conflict, headers
         )
         with _duplicates_named(dedupe_key):
             return self._manager.run(call)

@@ -36,6 +36,8 @@ import psycopg_pool
 
 from . import connectors
 from .connectors import AsyncConnector, BaseConnector, Driver, require_async
+from .connectors.custom import as_connector
+from .connectors.driver import PgQueuerDriver
 from .connectors.psycopg import PsycopgDriver, PsycopgPoolDriver
 from .exceptions import TaskNotFound
 from .jobs import Face, Job
@@ -116,12 +118,14 @@ class PgQueuer:
 
     def __init__(
         self,
-        connection: BaseConnector,
+        connection: BaseConnector | PgQueuerDriver,
         channel: Channel | str | None = None,
         resources: MutableMapping[str, Any] | None = None,
     ) -> None:
         #: The driver (any async connector will do; SyncPsycopgDriver is refused now).
-        self.connection: AsyncConnector = require_async(connection, worker=True)
+        #: A driver of your own, written against PgQueuer's protocol, is wrapped in a
+        #: :class:`~pgqueue_ref.connectors.custom.ProtocolDriver`.
+        self.connection: AsyncConnector = require_async(as_connector(connection), worker=True)
         self.channel = Channel(channel) if channel is not None else DBSettings().channel
         #: Shared with every job through Context.resources (the same object, never copied).
         self.resources: MutableMapping[str, Any] = {} if resources is None else resources

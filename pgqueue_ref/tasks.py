@@ -54,6 +54,14 @@ class JobContext:
     #: The worker's ``additional_context`` (procrastinate's option), or {}.
     additional_context: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def task(self) -> Task | None:
+        """procrastinate's ``context.task``: the job's task, bound to this app (None for
+        a task this process does not have)."""
+        return self.app.tasks.get(self.job.task_name) or self.app.builtin_tasks.get(
+            self.job.task_name
+        )
+
     async def should_abort_async(self) -> bool:
         """Whether someone asked this job to abort (``cancel_async(job_id, abort=True)``).
         A task that checks it and stops should raise ``JobAborted``: the job ends 'aborted'."""
@@ -175,6 +183,27 @@ class Task:
     @property
     def func(self) -> Callable[..., Any]:
         return self.definition.func
+
+    # procrastinate's Task attributes, read from the definition.
+    @property
+    def queue(self) -> str:
+        return self.definition.queue
+
+    @property
+    def lock(self) -> str | None:
+        return self.definition.lock
+
+    @property
+    def queueing_lock(self) -> str | None:
+        return self.definition.queueing_lock
+
+    @property
+    def pass_context(self) -> bool:
+        return self.definition.pass_context
+
+    @property
+    def retry_strategy(self) -> RetryStrategy | None:
+        return self.definition.retry
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.definition.func(*args, **kwargs)

@@ -22,6 +22,7 @@ import pgqueue_ref
 from pgqueue_ref import App, BaseConnector, exceptions
 from pgqueue_ref.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
 from pgqueue_ref.db import PsycopgDriver
+from pgqueue_ref.jobs import Job
 from pgqueue_ref.manager import JobManager
 from pgqueue_ref.queries import Queries
 
@@ -248,27 +249,44 @@ def test_blocking_twins(dsn: str, db: Db) -> None:
 
 async def test_list_jobs_with_procrastinate_filters(app: App, db: Db) -> None:
     @app.task(name="a", queue="q1", lock="L")
-    def a() -> None: ...
+    def a(n: int) -> None: ...
 
     @app.task(name="b", queue="q2")
     def b() -> None: ...
 
-    a_id, b_id = await a.defer_async(), await b.defer_async()
+    a_id, b_id = await a.defer_async(n=1), await b.defer_async()
     db("UPDATE pgqueue_jobs SET status = 'failed' WHERE id = %s", b_id)
     manager = app.job_manager
 
-    def ids(rows: list[dict[str, Any]]) -> list[int]:
-        return [row["id"] for row in rows]
+    def ids(jobs: list[Job]) -> list[int]:
+        return [job.id for job in jobs]
 
-    assert ids(await manager.list_jobs_async()) == [b_id, a_id]  # ours: the newest first
-    assert ids(await manager.list_jobs_async(id=a_id)) == [a_id]
+    # procrastinate's: Job objects, every match, oldest first.
+    first, second = await manager.list_jobs_async()
+    assert isinstance(first, Job) and (first.id, second.id) == (a_id, b_id)
+    assert (first.task_name, first.queue, first.lock, first.task_kwargs) == (
+        "a",
+        "q1",
+        "L",
+        {"n": 1},
+    )
+    assert (first.status, second.status) == ("todo", "failed")
+    assert (first.abort_requested, first.worker_id, first.attempts) == (False, None, 0)
+    assert ids(await asyncio.to_thread(manager.list_jobs)) == [a_id, b_id]  # the blocking twin
+    assert ids(await manager.list_jobs_async(a_id)) == [a_id]  # id comes first, as theirs
     assert ids(await manager.list_jobs_async(task="b")) == [b_id]
     assert ids(await manager.list_jobs_async(status="failed")) == [b_id]
     assert ids(await manager.list_jobs_async(lock="L", queue="q1")) == [a_id]
     assert ids(await manager.list_jobs_async(queueing_lock="none")) == []
     assert ids(await manager.list_jobs_async(worker_id=1)) == []
+    with pytest.raises(TypeError, match="unexpected keyword argument 'queue_name'"):
+        await manager.list_jobs_async(queue_name="q1")  # type: ignore[call-arg]
+    # Ours, beside it: rows (dicts), the newest first, at most `limit`.
+    rows = await manager.list_job_rows_async()
+    assert [row["id"] for row in rows] == [b_id, a_id]
+    assert [row["id"] for row in await manager.list_job_rows_async(limit=1)] == [b_id]
     with pytest.raises(TypeError, match="unknown filter"):
-        await manager.list_jobs_async(queue_name="q1")
+        await manager.list_job_rows_async(queue_name="q1")
 
 
 async def test_list_queues_and_tasks(app: App, db: Db) -> None:
@@ -405,5 +423,74 @@ async def test_the_check_catches_aiopg_defaults(dsn: str, psycopg2_globals: Any)
     """The test above fails on aiopg's own defaults: they are what it guards against."""
     app = App(connector=pgqueue_ref.AiopgConnector(dsn=dsn, enable_hstore=True))
     async with app.open_async():
-        await app.job_manager.list_jobs_async()
+        await app.job_manager.list_job_rows_async()
     assert _adapt_a_dict() == "HstoreAdapter"
+
+
+# -- App.tasks, Task and JobContext attributes, Queries.from_* (the rest of #21) ---------
+
+
+async def test_app_tasks_is_a_plain_dict(app: App, db: Db) -> None:
+    @app.task(name="a", queue="q", lock="L", queueing_lock="Q", pass_context=True, retry=2)
+    def a(context: Any) -> None: ...
+
+    assert type(app.tasks) is dict and app.tasks["a"] is a  # procrastinate's: a plain dict
+    assert (a.queue, a.lock, a.queueing_lock, a.pass_context) == ("q", "L", "Q", True)
+    assert a.retry_strategy is not None and a.retry_strategy.max_retries == 2
+    other = app.with_connector(app.connector)
+
+    @other.task(name="b")
+    def b() -> None: ...
+
+    assert set(app.tasks) == set(other.tasks) == {"a", "b"}  # registered on either: in both
+    assert app.tasks["b"].app is app and other.tasks["a"].app is other  # each bound to its app
+    del app.tasks["a"]  # a dict of this app's: the other keeps its own
+    assert "a" not in app.tasks and "a" in other.tasks
+
+
+async def test_job_context_task_is_the_jobs_task(app: App) -> None:
+    seen: list[Any] = []
+
+    @app.task(name="ctx", pass_context=True)
+    def ctx(context: pgqueue_ref.JobContext) -> None:
+        seen.append(context.task)
+
+    await ctx.defer_async()
+    await app.run_worker_async(wait=False)
+    assert seen == [app.tasks["ctx"]]
+
+
+@pytest.mark.parametrize("kind", ["asyncpg connection", "asyncpg pool", "psycopg connection"])
+async def test_queries_from_classmethods(dsn: str, db: Db, kind: str) -> None:
+    import asyncpg
+
+    from pgqueue_ref import Queries as TopLevelQueries  # `from pgqueuer import Queries`
+
+    assert TopLevelQueries is Queries
+    if kind == "asyncpg connection":
+        resource: Any = await asyncpg.connect(dsn)
+        queries = Queries.from_asyncpg_connection(resource)
+    elif kind == "asyncpg pool":
+        resource = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        queries = Queries.from_asyncpg_pool(resource)
+    else:
+        resource = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        queries = Queries.from_psycopg_connection(resource)
+    try:
+        (job_id,) = await queries.enqueue("fetch", b"x")
+        assert db("SELECT id, face, payload FROM pgqueue_jobs") == [(job_id, "queue", b"x")]
+    finally:
+        await resource.close()
+
+
+def test_pgqueuer_log_models_are_importable() -> None:
+    from pgqueue_ref.models import Log, LogStatistics
+    from pgqueue_ref.queue_log import Log as OurLog
+
+    assert Log is OurLog and LogStatistics.__dataclass_fields__.keys() == {
+        "count",
+        "created",
+        "entrypoint",
+        "priority",
+        "status",
+    }

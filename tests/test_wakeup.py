@@ -51,7 +51,7 @@ async def test_a_listening_worker_is_woken_at_once(dsn: str) -> None:
         wake_ups = await measure_wake_ups(
             pgqueue_ref.PsycopgConnector(conninfo=dsn), jobs=4, every=0.05, polling_interval=30
         )
-        jobs = await app.job_manager.list_jobs_async()
+        jobs = await app.job_manager.list_job_rows_async()
     assert wake_ups.listening and wake_ups.warnings == []
     assert len(wake_ups.seconds) == 4
     assert wake_ups.slowest == "under 3 s"  # a tenth of polling_interval=30

@@ -4,8 +4,10 @@
 module                  what it holds                                          needs
 ======================  =====================================================  ==============
 :mod:`.base`            the contract: async and blocking connectors, pools     (core)
-                        adopted or owned, the Queue face's drivers' base,
-                        ``require_async``, error translation
+                        adopted or owned, ``require_async``, error mapping
+:mod:`.driver`          the Queue face's drivers' base, ``Driver``, and        (core)
+                        PgQueuer's driver protocol on it
+:mod:`.custom`          your own driver, written against that protocol         (core)
 :mod:`.bridge`          blocking code on an async connector, without deadlock  (core)
 :mod:`.kept`            one pooled connection kept at hand for statements      (core)
 :mod:`.psycopg`         ``PsycopgConnector``, ``PsycopgDriver``,               (core)
@@ -44,7 +46,6 @@ from .base import (
     AsyncConnector,
     AsyncPoolConnector,
     BaseConnector,
-    Driver,
     Params,
     Row,
     SyncConnector,
@@ -52,6 +53,7 @@ from .base import (
     require_async,
     translated_errors,
 )
+from .driver import Driver
 
 __all__ = [
     "EXTRAS",

@@ -52,7 +52,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..exceptions import ConfigurationError, ConnectionFailed
 from ..sql import to_numbered
-from .base import AsyncPoolConnector, Driver, JsonDumps, JsonLoads, Params, Row
+from .base import AsyncPoolConnector, JsonDumps, JsonLoads, Params, Row
+from .driver import Driver
 from .kept import KeptConnection
 
 __all__ = [

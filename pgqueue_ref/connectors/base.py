@@ -19,7 +19,8 @@ Two base classes, one per kind of driver:
 
 Connectors that make a pool, or adopt the caller's, say only how to create
 and close one (:class:`AsyncPoolConnector`, :class:`SyncPoolConnector`). The
-Queue face's drivers, which wrap what the caller opened, are :class:`Driver`.
+Queue face's drivers, which wrap what the caller opened, are
+:class:`~pgqueue_ref.connectors.driver.Driver`.
 
 Every call of a subclass runs inside :func:`translated_errors`, the single
 place where driver exceptions become :mod:`pgqueue_ref.exceptions`.
@@ -33,7 +34,6 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 from ..exceptions import (
-    ConfigurationError,
     ConnectorNotOpen,
     ExternalConnectionError,
     SyncConnectorConfigurationError,
@@ -47,7 +47,6 @@ __all__ = [
     "AsyncConnector",
     "AsyncPoolConnector",
     "BaseConnector",
-    "Driver",
     "Params",
     "Row",
     "SyncConnector",
@@ -301,6 +300,11 @@ class AsyncConnector(BaseConnector):
     def execute(self, query: str, params: Params | None = None, *, connection: Any = None) -> None:
         self._dispatch_blocking(self._execute, query, params, connection)
 
+    def execute_blocking(self, query: str, params: Params | None = None) -> None:
+        """``execute``, under a name no driver protocol takes: on a Queue-face
+        :class:`~pgqueue_ref.connectors.driver.Driver`, ``execute`` is PgQueuer's coroutine."""
+        self._dispatch_blocking(self._execute, query, params, None)
+
     def fetch_all(
         self, query: str, params: Params | None = None, *, connection: Any = None
     ) -> list[Row]:
@@ -490,41 +494,3 @@ class SyncPoolConnector(_PoolOwner[P], SyncConnector):
 
     def _close_pool(self, pool: P) -> None:
         raise NotImplementedError
-
-
-# -- what the caller opened ----------------------------------------------------------
-
-
-class Driver(AsyncConnector):
-    """Base of the Queue face's async drivers (:mod:`pgqueue_ref.db`).
-
-    PgQueuer's drivers take a connection (or pool) that the caller has already
-    opened and will close. So a Driver is open from birth and never closes what
-    it was given. Everything else (error translation, the blocking twins, the
-    queries) is the connector contract's, so the job manager, the worker and the
-    conformance suite use a driver exactly like a connector.
-    """
-
-    opens_connections = False
-
-    def __init__(self, *, listen_dsn: str | None = None) -> None:
-        super().__init__(listen_dsn=listen_dsn)
-        self._is_open = True  # the caller opened the connection
-        # Remember the loop the connection lives in, so that blocking code in
-        # other threads (a sync entrypoint, say) can still use the driver.
-        with contextlib.suppress(RuntimeError):
-            self._bridge.loop = asyncio.get_running_loop()
-
-    async def _open(self, pool: Any) -> None:
-        if pool is not None:
-            raise ConfigurationError(
-                f"{type(self).__name__} already wraps the connection or pool it was built on; "
-                "build another driver for another pool"
-            )
-
-    async def _close(self) -> None:
-        """Nothing to close: the connection is the caller's, and so is closing it."""
-
-    def check_room_for_listen(self) -> None:
-        """Raise ConfigurationError if a consumer's LISTEN would leave no connection for
-        queries. One connection carries both; pool drivers override this."""

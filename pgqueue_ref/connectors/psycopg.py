@@ -55,7 +55,8 @@ import psycopg.sql
 import psycopg_pool
 
 from ..exceptions import AutocommitRequired, ConfigurationError
-from .base import AsyncPoolConnector, Driver, JsonDumps, JsonLoads, Params, Row
+from .base import AsyncPoolConnector, JsonDumps, JsonLoads, Params, Row
+from .driver import Driver
 from .kept import KeptConnection
 
 __all__ = [

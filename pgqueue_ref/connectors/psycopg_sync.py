@@ -28,6 +28,7 @@ import psycopg_pool
 
 from ..exceptions import ConfigurationError
 from .base import JsonDumps, JsonLoads, Params, Row, SyncConnector, SyncPoolConnector
+from .driver import to_named
 from .psycopg import check_type, require_autocommit
 
 __all__ = ["SyncPsycopgConnector", "SyncPsycopgDriver", "run_blocking"]
@@ -111,3 +112,8 @@ class SyncPsycopgDriver(SyncConnector):
     def _fetch_all(self, query: str, params: Params, connection: Any) -> list[Row]:
         require_autocommit(self.connection, in_use=True)
         return run_blocking(self.connection, query, params)
+
+    def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        """PgQueuer's ``SyncDriver`` protocol, which has only this: run ``query``
+        (``$1, $2`` placeholders) and return its rows as dicts."""
+        return self.fetch_all(*to_named(query, args))

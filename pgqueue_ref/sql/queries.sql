@@ -141,7 +141,7 @@ FROM candidates, no_flush_wait
 WHERE job.id = candidates.id
 RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
           job.priority, job.attempts, job.lock, job.queueing_lock,
-          job.scheduled_at, job.created_at;
+          job.scheduled_at, job.created_at, job.headers::text AS headers;
 
 -- name: finish_jobs
 -- Every way out of 'doing', for a whole batch of jobs in one statement: the
@@ -246,7 +246,8 @@ SELECT status FROM pgqueue_jobs WHERE id = %(id)s::bigint;
 -- for procrastinate's list_jobs filters, one id, task, status, lock,
 -- queueing lock or worker: each NULL filter lets every row through).
 SELECT id, face, queue, task_name, args::text AS args, payload, priority, status,
-       attempts, lock, queueing_lock, error, scheduled_at, created_at, started_at, finished_at
+       attempts, lock, queueing_lock, error, scheduled_at, created_at, started_at, finished_at,
+       abort_requested, worker_id
 FROM pgqueue_jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
@@ -417,7 +418,7 @@ SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_jobs_lock_idx',
                   'pgqueue_jobs_worker_idx', 'pgqueue_periodic_defers',
-                  'pgqueue_schedules']) AS name
+                  'pgqueue_schedules', 'pgqueue_queue_log']) AS name
 WHERE to_regclass(name) IS NULL;
 
 -- ===========================================================================
@@ -433,16 +434,19 @@ WHERE to_regclass(name) IS NULL;
 -- Like every insert it notifies channel 'pgqueue_ref' (see the top of this
 -- file); a Queries object set to another channel notifies that one too.
 WITH inserted AS (
-    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at)
+    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at,
+                              headers)
     SELECT %(face)s::text, task_name, payload, priority, queueing_lock,
-           now() + make_interval(secs => schedule_in)
+           now() + make_interval(secs => schedule_in), header::jsonb
     FROM unnest(
         %(task_names)s::text[],
         %(payloads)s::bytea[],
         %(priorities)s::integer[],
         %(queueing_locks)s::text[],
-        %(schedule_ins)s::float8[]
-    ) WITH ORDINALITY AS job(task_name, payload, priority, queueing_lock, schedule_in, position)
+        %(schedule_ins)s::float8[],
+        %(headers)s::text[]
+    ) WITH ORDINALITY
+        AS job(task_name, payload, priority, queueing_lock, schedule_in, header, position)
     ORDER BY position
     RETURNING id, queueing_lock
 ), woken AS (
@@ -459,16 +463,19 @@ SELECT id, queueing_lock FROM inserted, woken;
 -- of sql/schema.sql (its column and its WHERE). The caller learns which jobs
 -- were skipped from the dedupe keys that come back.
 WITH inserted AS (
-    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at)
+    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at,
+                              headers)
     SELECT %(face)s::text, task_name, payload, priority, queueing_lock,
-           now() + make_interval(secs => schedule_in)
+           now() + make_interval(secs => schedule_in), header::jsonb
     FROM unnest(
         %(task_names)s::text[],
         %(payloads)s::bytea[],
         %(priorities)s::integer[],
         %(queueing_locks)s::text[],
-        %(schedule_ins)s::float8[]
-    ) WITH ORDINALITY AS job(task_name, payload, priority, queueing_lock, schedule_in, position)
+        %(schedule_ins)s::float8[],
+        %(headers)s::text[]
+    ) WITH ORDINALITY
+        AS job(task_name, payload, priority, queueing_lock, schedule_in, header, position)
     ORDER BY position
     ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL DO NOTHING
     RETURNING id, queueing_lock
@@ -538,8 +545,7 @@ SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
 -- The Queue face's entrypoint limits, held failures and completion watching
 -- (PgQueuer's entrypoint(concurrency_limit=, on_failure=), requeue_jobs,
 -- list_failed_jobs and CompletionWatcher).
--- ====================================================================
--- name: fetch_jobs_limited
+-- =============================================================-- name: fetch_jobs_limited
 -- fetch_jobs for a consumer with at least one entrypoint limited to N jobs
 -- running at once across every consumer (limits: one per task name, 0 for
 -- unlimited). Each job claimed for a limited entrypoint takes a free seat,
@@ -632,7 +638,7 @@ FROM chosen, no_flush_wait
 WHERE job.id = chosen.id
 RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
           job.priority, job.attempts, job.lock, job.queueing_lock,
-          job.scheduled_at, job.created_at;
+          job.scheduled_at, job.created_at, job.headers::text AS headers;
 
 -- name: requeue_failed_queue_jobs
 -- PgQueuer's requeue_jobs(ids): Queue-face jobs that failed (held with
@@ -828,3 +834,53 @@ ORDER BY 1;
 SELECT current_user AS "user", current_database() AS dbname,
        host(inet_server_addr()) AS host, inet_server_port() AS port,
        current_setting('server_version') AS server_version;
+=======
+-- PgQueuer's queue maintenance, log and statistics (Queries.clear_queue,
+-- queue_log, log_statistics...; issue 21). The log is the view
+-- pgqueue_queue_log of sql/schema.sql: read from the jobs, never written.
+-- ===========================================================================
+
+-- name: clear_queue
+-- PgQueuer's clear_queue: delete the Queue-face jobs that wait or run, of the
+-- given entrypoints or (NULL) of all. Finished jobs are the log, and stay;
+-- App-face jobs are never touched. A running job's consumer then finds its
+-- row gone and records nothing.
+DELETE FROM pgqueue_jobs
+WHERE face = 'queue' AND status IN ('todo', 'doing')
+  AND (%(entrypoints)s::text[] IS NULL OR task_name = ANY(%(entrypoints)s::text[]));
+
+-- name: clear_queue_log
+-- PgQueuer's clear_queue_log and clear_statistics_log: both are read from the
+-- finished Queue-face jobs, so clearing either deletes those jobs (never a
+-- waiting or running one), of the given entrypoints or (NULL) of all.
+DELETE FROM pgqueue_jobs
+WHERE face = 'queue' AND status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+  AND (%(entrypoints)s::text[] IS NULL OR task_name = ANY(%(entrypoints)s::text[]));
+
+-- name: queue_log
+-- PgQueuer's queue_log: every transition of every Queue-face job, oldest first.
+SELECT created, job_id, status, priority, entrypoint, traceback
+FROM pgqueue_queue_log
+ORDER BY created, job_id, status DESC;
+
+-- name: job_log_history
+-- PgQueuer's job_log_history: one job's transitions, oldest first.
+SELECT created, job_id, status, priority, entrypoint, traceback
+FROM pgqueue_queue_log
+WHERE job_id = %(id)s::bigint
+ORDER BY created, status DESC
+LIMIT %(limit)s::integer;
+
+-- name: log_statistics
+-- PgQueuer's log_statistics: the log counted per second, entrypoint,
+-- priority and status, newest first; `last` (seconds, NULL: all) keeps the
+-- recent ones, `limit` (NULL: all) the first so many. PgQueuer folds its log
+-- into a statistics table first (aggregate_logs); here the count is always
+-- current, so there is nothing to fold.
+SELECT count(*)::bigint AS count, date_trunc('second', created) AS created,
+       entrypoint, priority, status
+FROM pgqueue_queue_log
+WHERE %(last)s::float8 IS NULL OR created > now() - make_interval(secs => %(last)s::float8)
+GROUP BY date_trunc('second', created), entrypoint, priority, status
+ORDER BY created DESC, entrypoint, priority DESC, status
+LIMIT %(limit)s::integer;

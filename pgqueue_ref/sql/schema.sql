@@ -132,3 +132,38 @@ ALTER TABLE pgqueue_jobs ADD COLUMN IF NOT EXISTS slot_started_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS pgqueue_jobs_slot_idx
     ON pgqueue_jobs (face, task_name, slot)
     WHERE status = 'doing' AND slot IS NOT NULL AND slot_started_at = started_at;
+-- ===========================================================================
+-- PgQueuer's headers, queue log and statistics (the Queue face, issue 21).
+-- ===========================================================================
+
+-- enqueue(..., headers={...}): a JSON object of strings per job, NULL without
+-- one, handed to the entrypoint as job.headers (tracing context, say).
+ALTER TABLE pgqueue_jobs ADD COLUMN IF NOT EXISTS headers jsonb;
+
+-- PgQueuer's queue log (queue_log(), log_statistics()...), read from the jobs
+-- themselves rather than written beside them. PgQueuer inserts one log row per
+-- transition of every job (queued, picked, then successful, exception or
+-- canceled) in the statements that make them: a second write for each, on the
+-- path that finishes jobs. Our finished jobs stay in pgqueue_jobs (until
+-- retention deletes them), and each row already holds the times of its
+-- transitions, so this view rebuilds the same log from them at no cost to
+-- the queue: nothing more is written per job. What that gives up: a retried
+-- job shows only its last attempt, and a job deleted (delete_jobs=,
+-- delete_old_jobs, clear_queue_log) leaves the log with it.
+CREATE OR REPLACE VIEW pgqueue_queue_log AS
+SELECT created_at AS created, id AS job_id, 'queued' AS status, priority,
+       task_name AS entrypoint, NULL::text AS traceback
+FROM pgqueue_jobs
+WHERE face = 'queue'
+UNION ALL
+SELECT started_at, id, 'picked', priority, task_name, NULL
+FROM pgqueue_jobs
+WHERE face = 'queue' AND started_at IS NOT NULL
+UNION ALL
+SELECT finished_at, id,
+       CASE status WHEN 'succeeded' THEN 'successful' WHEN 'failed' THEN 'exception'
+                   ELSE 'canceled' END,
+       priority, task_name, error
+FROM pgqueue_jobs
+WHERE face = 'queue' AND finished_at IS NOT NULL
+  AND status IN ('succeeded', 'failed', 'cancelled', 'aborted');

@@ -290,7 +290,7 @@ class Subject:
         return result
 
     async def list_jobs(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.call(self.app.job_manager, "list_jobs")
+        result: list[dict[str, Any]] = await self.call(self.app.job_manager, "list_job_rows")
         return result
 
     async def fetch_all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
