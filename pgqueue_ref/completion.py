@@ -74,19 +74,23 @@ _Outcome: TypeAlias = Status | None
 class CompletionWatcher:
     """Resolves waiters as their jobs finish; one LISTEN for all of them.
 
-    ``connector``: any async driver or connector (a blocking one cannot
+    ``driver``: any async driver or connector (a blocking one cannot
     LISTEN: SyncConnectorConfigurationError). ``refresh_interval``: the
     safety net's period (None: no safety net, announcements only);
     ``debounce``: how long new waiters gather before their first look.
+    ``queries``: accepted for code written for PgQueuer, whose watcher reads
+    through it; this one reads through ``driver``, so it is not used.
     """
 
     def __init__(
         self,
-        connector: BaseConnector,
+        driver: BaseConnector,
         refresh_interval: datetime.timedelta | None = datetime.timedelta(seconds=5),
         debounce: datetime.timedelta = datetime.timedelta(milliseconds=50),
+        *,
+        queries: object | None = None,
     ) -> None:
-        self.connector = require_async(connector, worker=True)
+        self.connector = require_async(driver, worker=True)
         for name, value in (("refresh_interval", refresh_interval), ("debounce", debounce)):
             if value is not None and not isinstance(value, datetime.timedelta):
                 raise TypeError(f"{name}={value!r}: expected a datetime.timedelta")
@@ -138,10 +142,10 @@ class CompletionWatcher:
 
     # -- waiting ------------------------------------------------------------------
 
-    def wait_for(self, job_id: int) -> asyncio.Future[TerminalStatus]:
-        """A future of PgQueuer's terminal status of job ``job_id`` (PgQueuer's method:
+    def wait_for(self, jid: int) -> asyncio.Future[TerminalStatus]:
+        """A future of PgQueuer's terminal status of job ``jid`` (PgQueuer's method:
         ``await watcher.wait_for(job_id)``). It raises JobNotFound if there is no such job."""
-        outcome = self._future(job_id)
+        outcome = self._future(jid)
         result: asyncio.Future[TerminalStatus] = asyncio.get_running_loop().create_future()
 
         def translate(done: asyncio.Future[_Outcome]) -> None:

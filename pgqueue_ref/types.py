@@ -9,7 +9,8 @@
 ``JobId``, ``QueueEntrypoint``    ``NewType`` over ``int`` and ``str``, as in PgQueuer
 ``OnConflict``                    ``Literal["raise", "skip"]``: PgQueuer's
                                   ``"update_priority"`` is not supported
-``JOB_STATUS``, ``OnFailure``,    not here: our statuses are procrastinate's (``todo``,
+``OnFailure``                     ``Literal["delete", "hold"]``, as in PgQueuer
+``JOB_STATUS``,                   not here: our statuses are procrastinate's (``todo``,
 cron and event names              ``doing``...), and there is no cron or event table
 ================================  ==========================================================
 """
@@ -19,9 +20,10 @@ from __future__ import annotations
 from typing import NewType
 
 from .queries import OnConflict
+from .queuer import OnFailure
 from .settings import Channel, QueueExecutionMode
 
-__all__ = ["Channel", "JobId", "OnConflict", "QueueEntrypoint", "QueueExecutionMode"]
+__all__ = ["Channel", "JobId", "OnConflict", "OnFailure", "QueueEntrypoint", "QueueExecutionMode"]
 
 #: A job's id (``Job.id``).
 JobId = NewType("JobId", int)

@@ -280,6 +280,14 @@ SECTIONS: list[Section] = [
             ),
             ("pgqueuer.RetryRequested", "pgqueue_ref.errors.RetryRequested"),
             ("pgqueuer.run", "pgqueue_ref.run"),
+            (
+                "pgqueuer.core.completion.CompletionWatcher",
+                "pgqueue_ref.completion.CompletionWatcher",
+            ),
+            (
+                "pgqueuer.core.completion.CompletionWatcher.wait_for",
+                "pgqueue_ref.completion.CompletionWatcher.wait_for",
+            ),
         ],
     ),
     Section(
@@ -499,8 +507,6 @@ NOTES: dict[str, str] = {
     "pgqueuer.queries.Queries.exception_logs": _NO_DASHBOARD,
     "pgqueuer.queries.Queries.job_status": "`app.job_manager.get_job_status_async(id)`",
     "pgqueuer.queries.Queries.mark_job_as_cancelled": "`app.job_manager.cancel_job_by_id_async`",
-    "pgqueuer.queries.Queries.requeue_jobs": "`app.job_manager.retry_job_by_id_async`",
-    "pgqueuer.queries.Queries.list_failed_jobs": "`app.job_manager.list_jobs_async(status=...)`",
     "pgqueuer.queries.Queries.retry_job": _WORKER_INTERNAL,
     "pgqueuer.queries.Queries.queued_work": _WORKER_INTERNAL,
     "pgqueuer.queries.Queries.queue_age": _NO_DASHBOARD,
@@ -517,7 +523,6 @@ NOTES: dict[str, str] = {
     "pgqueuer.models.Schedule": _NO_SCHEDULE_QUERIES,
     "pgqueuer.models.Job.created": "`job.created_at`",
     "pgqueuer.types.JOB_STATUS": _STATUS_NAMES,
-    "pgqueuer.types.OnFailure": "a failed job is kept as `failed`; no `hold`/`delete` choice",
     "pgqueuer.errors.RetryException": _NO_RETRY_EXCEPTION,
     "pgqueuer.errors.RetryRequested": _NO_RETRY_EXCEPTION,
     "pgqueuer.errors.FailingListenerError": "a failing LISTEN makes the consumer poll instead",
@@ -533,9 +538,6 @@ NOTES: dict[str, str] = {
     ),
     "pgqueuer.PgQueuer": "`pgq.queries` is made from the driver",
     "pgqueuer.Queries": "takes the driver (and `channel=`): no query builders, no tracer",
-    "pgqueuer.PgQueuer.entrypoint": (
-        "a context is given when the function takes a second argument; no custom executors"
-    ),
     "pgqueuer.PgQueuer.schedule": (
         "a context is given when the function takes one; no custom executors"
     ),
@@ -577,6 +579,16 @@ MEANING_DIFFERS: dict[str, str] = {
     "pgqueuer.models.Job.status": "`doing` while it runs (procrastinate's names), theirs `picked`",
     "pgqueuer.models.LogStatistics": "counted from the jobs when asked",
     "pgqueuer.types.OnConflict": "no `update_priority`",
+    "pgqueuer.PgQueuer.entrypoint": (
+        "`executor_factory=` is refused (`NotImplementedError`): every job runs on the "
+        "shared worker engine"
+    ),
+    "pgqueuer.queries.Queries.requeue_jobs": (
+        'also requeues failed jobs that `on_failure="delete"` left in the shared table'
+    ),
+    "pgqueuer.queries.Queries.list_failed_jobs": (
+        'held failures and the failed jobs that `on_failure="delete"` left in the table'
+    ),
 }
 
 
