@@ -332,7 +332,9 @@ class Worker:
             try:
                 if self.worker_id is None:
                     sent = time.monotonic()
-                    self.worker_id = await self.manager.register_worker_async(self.name)
+                    self.worker_id = await self.manager.register_worker_async(
+                        self.name, self.connector.session_tag
+                    )
                     self._last_ok_sent = sent
                 await self.manager.requeue_stalled_async(self.stalled_after)
                 return
@@ -782,7 +784,7 @@ class Worker:
             # that what we claim from now on is not taken for a dead worker's.
             self._fence("its worker row is gone: another worker presumed it dead")
             sent = time.monotonic()
-            new_id = await self.manager.register_worker_async(self.name)
+            new_id = await self.manager.register_worker_async(self.name, self.connector.session_tag)
             old, self.worker_id, self._last_ok_sent = self.worker_id, new_id, sent
             if self._outcomes:  # recorded under the old id before the fence
                 self._late.setdefault(old, []).extend(self._outcomes)
@@ -806,14 +808,19 @@ class Worker:
                 continue
             self._fence(
                 f"no heartbeat got through for {self.fence_after:g} s "
-                f"(stalled_after={self.stalled_after:g} s)"
+                f"(stalled_after={self.stalled_after:g} s)",
+                cut_off=True,
             )
             await self._unfenced.wait()
             if self._stopping:
                 return  # stop() sets _unfenced: nothing to fence any more
 
-    def _fence(self, why: str) -> None:
-        """Stop running anything: from now on our jobs may be handed to another worker."""
+    #: Seconds between abandoning the connections and cancelling the fenced runs.
+    ABANDON_GRACE = 0.05
+
+    def _fence(self, why: str, *, cut_off: bool = False) -> None:
+        """Stop running anything: from now on our jobs may be handed to another worker.
+        ``cut_off``: struck by the timer, the database unreachable (not merely gone)."""
         if self.fenced:
             return
         self.fenced = True
@@ -822,11 +829,22 @@ class Worker:
         self._orphans_possible = True  # if we were not presumed dead, hand back what we drop
         dropped = len(self._buffer)
         self._buffer.clear()  # not handed back: we cannot reach the database; the requeue will
-        for job_id, task in self._async_jobs.items():
-            self._fenced_jobs.add(job_id)
-            task.cancel()
+        self._fenced_jobs.update(self._async_jobs)
         if self._fenced_jobs:
             self._fenced_runs_ended.clear()
+        # A job stuck in a query on a cut-off connection does not end when cancelled:
+        # psycopg answers a cancel by sending the server a cancel request (a new
+        # connection, through the same partition) and then waits for the query's result,
+        # 5 s for each. Abandoning the connections first makes those queries fail at
+        # once (and the pool replace them); the cancel follows a moment later, so that
+        # it lands after the failed query, not in it. (When our row is gone instead, the
+        # worker that found us dead terminated our backends: nothing hangs.)
+        abandoned = self.connector.abandon_connections() if cut_off else 0
+        if abandoned and self._async_jobs:
+            assert self._loop is not None
+            self._loop.call_later(self.ABANDON_GRACE, self._cancel_fenced_runs)
+        else:
+            self._cancel_fenced_runs()
         cancelled = len(self._async_jobs)
         self.stats.fenced += dropped + cancelled
         logger.error(
@@ -838,6 +856,11 @@ class Worker:
             self.name, self.worker_id, why, self.stalled_after, cancelled, dropped,
             self._busy - cancelled,
         )  # fmt: skip
+
+    def _cancel_fenced_runs(self) -> None:
+        for job_id in self._fenced_jobs:  # those not ended by now
+            if (task := self._async_jobs.get(job_id)) is not None:
+                task.cancel()
 
     def _unfence(self) -> None:
         if not self.fenced:
