@@ -789,8 +789,8 @@ class Worker:
             if self._outcomes:  # recorded under the old id before the fence
                 self._late.setdefault(old, []).extend(self._outcomes)
                 self._outcomes = []
-            logger.error("worker %s was presumed dead and its jobs were requeued; "
-                         "registered again as %s", old, self.worker_id)  # fmt: skip
+            logger.error("worker %s (id %s) was presumed dead and its jobs were requeued; "
+                         "registered again as %s", self.name, old, self.worker_id)  # fmt: skip
         self._unfence()
         if await self.manager.requeue_stalled_async(self.stalled_after):
             self._wake.set()

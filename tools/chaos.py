@@ -9,7 +9,7 @@ acknowledged), defers jobs before and during the run, and keeps ``--workers``
 worker processes going (``python -m pgqueue_ref --app chaos_app:app worker``,
 the app of tests/reliability/chaos_app.py, whose task records every run).
 Each worker slot connects through a TCP proxy of its own
-(tests/reliability/partition.py), so one worker can be cut off while the
+(:class:`pgqueue_ref.testing.PartitionProxy`), so one worker can be cut off while the
 others go on. Every ``--kill-every`` seconds it does one thing, chosen with
 ``--seed``:
 
@@ -63,12 +63,12 @@ sys.path.insert(0, str(ROOT))
 from pgqueue_ref._table import format_table
 from pgqueue_ref.embedded import EmbeddedPostgres
 from pgqueue_ref.sql import SCHEMA
+from pgqueue_ref.testing import PartitionProxy
 
 APP_DIR = ROOT / "tests" / "reliability"
 sys.path.insert(0, str(APP_DIR))
 
 from chaos_app import RUNS_TABLE
-from partition import PartitionProxy
 
 STALLED_AFTER = 3.0  # the workers' --stalled-after; they fence at half of it
 FENCE_AFTER = STALLED_AFTER / 2

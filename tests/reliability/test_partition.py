@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pgqueue_ref
-
-from .partition import PartitionProxy, upstream_of
+from pgqueue_ref.testing import PartitionProxy, upstream_of
 
 Db = Callable[..., list[tuple[Any, ...]]]
 TIMEOUT = 60  # seconds for any one wait: generous, for a loaded 2-core machine
