@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
@@ -44,10 +45,16 @@ class PartitionProxy:
         self._pumps: set[asyncio.Task[None]] = set()
 
     def dsn_for(self, dsn: str) -> str:
-        """``dsn`` with its host and port replaced by the proxy's."""
+        """``dsn`` with its host and port replaced by the proxy's, in the same form
+        (a URL stays a URL: asyncpg takes no other)."""
+        url = urllib.parse.urlsplit(dsn)
+        if url.scheme in ("postgres", "postgresql"):
+            credentials = url.netloc.rpartition("@")[0]
+            netloc = f"{credentials}@" if credentials else ""
+            return url._replace(netloc=f"{netloc}127.0.0.1:{self.port}").geturl()
         params = conninfo_to_dict(dsn)
         params.update(host="127.0.0.1", port=str(self.port))
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def partition(self) -> None:
         self._open.clear()

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 import pgqueue_ref
 from pgqueue_ref.testing import PartitionProxy, upstream_of
 
@@ -99,8 +101,15 @@ async def test_a_partitioned_worker_fences_itself_before_its_jobs_run_elsewhere(
 MARKS = "CREATE TABLE marks (who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"
 
 
+CONNECTORS: dict[str, Callable[[str], pgqueue_ref.AsyncConnector]] = {
+    "PsycopgConnector": lambda dsn: pgqueue_ref.PsycopgConnector(conninfo=dsn),
+    "AsyncpgConnector": lambda dsn: pgqueue_ref.AsyncpgConnector(dsn=dsn),
+}
+
+
+@pytest.mark.parametrize("name", list(CONNECTORS))
 async def test_a_fenced_job_stuck_in_a_query_ends_at_the_fence_and_its_query_never_lands(
-    dsn: str, db: Db
+    dsn: str, db: Db, name: str
 ) -> None:
     """The job is cut off *inside* a query (its bytes held by the partition): the fence
     must still end the run at once, and the query must never commit after another
@@ -108,8 +117,8 @@ async def test_a_fenced_job_stuck_in_a_query_ends_at_the_fence_and_its_query_nev
     db(MARKS)
     ended: list[float] = []
     b_started: list[float] = []
-    a = pgqueue_ref.App(connector=pgqueue_ref.PsycopgConnector(conninfo=dsn))
-    b = pgqueue_ref.App(connector=pgqueue_ref.PsycopgConnector(conninfo=dsn))
+    a = pgqueue_ref.App(connector=CONNECTORS[name](dsn))
+    b = pgqueue_ref.App(connector=CONNECTORS[name](dsn))
 
     @a.task(name="writer")
     async def a_writer() -> None:
@@ -127,7 +136,7 @@ async def test_a_fenced_job_stuck_in_a_query_ends_at_the_fence_and_its_query_nev
 
     options: dict[str, Any] = {"stalled_after": 3, "heartbeat_interval": 0.5}
     async with PartitionProxy(*upstream_of(dsn)) as proxy:
-        a.connector = pgqueue_ref.PsycopgConnector(conninfo=proxy.dsn_for(dsn))
+        a.connector = CONNECTORS[name](proxy.dsn_for(dsn))
         async with a.open_async(), b.open_async():
             job_id = await b.tasks["writer"].defer_async()
             worker_a = a.worker(shutdown_timeout=5, polling_interval=0.2, **options)
