@@ -37,12 +37,17 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Fence.** A timer of its own, awaiting no query: when no heartbeat has
   succeeded for ``stalled_after / 2`` seconds (counted from the moment the
   last good one was *sent*), the worker fences itself: it claims nothing,
-  cancels its running async jobs and drops the jobs it holds unstarted,
-  recording no outcome for them. Other workers requeue them only after
-  ``stalled_after`` seconds, by the database's clock, which started no earlier
-  than that send: the fence comes first, with ``stalled_after / 2`` to spare.
-  When a heartbeat gets through again the worker registers again if it was
-  presumed dead, and claims again.
+  abandons its connector's connections (so that a job stuck in a query on the
+  cut-off network fails at once), cancels its running async jobs and drops
+  the jobs it holds unstarted, recording no outcome for them. Other workers
+  requeue them only after ``stalled_after`` seconds, by the database's clock,
+  which started no earlier than that send: the fence comes first, with
+  ``stalled_after / 2`` to spare. The fence's other half is on the server:
+  before requeueing, the worker that found us silent terminates our backends
+  (by the ``application_name`` our connector tags them with, registered with
+  our row), so that a query we had sent cannot commit after another worker
+  started the job. When a heartbeat gets through again the worker registers
+  again if it was presumed dead, and claims again.
 
 Stopping (``stop()``, task cancellation, SIGTERM in the CLI) is graceful:
 no more fetching, claimed-but-unstarted jobs are handed back, running jobs
@@ -430,14 +435,25 @@ class Worker:
 
     async def _release_orphans(self) -> None:
         assert self.worker_id is not None
+        # Cleared before the query, not after: a fence (or an error) while it waits drops
+        # jobs that `held` still counts, and sets the flag again for the next turn.
+        # (Cleared after, the chaos run lost 10 jobs so: a release sent before a server
+        # crash went through after it, and the jobs the fence dropped meanwhile stayed
+        # 'doing' under a live worker for good.)
+        self._orphans_possible = False
         held = {job.id for job, _ in self._buffer} | self._running_ids
         held |= {o.job_id for o in self._outcomes} | {o.job_id for o in self._flushing}
-        released = await self.manager.release_orphaned_claims_async(self.worker_id, sorted(held))
+        try:
+            released = await self.manager.release_orphaned_claims_async(
+                self.worker_id, sorted(held)
+            )
+        except BaseException:
+            self._orphans_possible = True
+            raise
         if released:
             logger.warning(
                 "handed back %s jobs whose claim was lost with the connection", len(released)
             )
-        self._orphans_possible = False
 
     async def _claim(self) -> int:
         assert self.worker_id is not None
@@ -835,7 +851,7 @@ class Worker:
         # A job stuck in a query on a cut-off connection does not end when cancelled:
         # psycopg answers a cancel by sending the server a cancel request (a new
         # connection, through the same partition) and then waits for the query's result,
-        # 5 s for each. Abandoning the connections first makes those queries fail at
+        # 5 s for each (measured with asyncpg too: the run ended at the heal). Abandoning the connections first makes those queries fail at
         # once (and the pool replace them); the cancel follows a moment later, so that
         # it lands after the failed query, not in it. (When our row is gone instead, the
         # worker that found us dead terminated our backends: nothing hangs.)

@@ -352,6 +352,14 @@ def run(args: argparse.Namespace) -> int:
             while chaos.done() < len(chaos.accepted) and time.monotonic() < calm_until:
                 chaos.keep_workers_up()
                 time.sleep(0.2)
+            if chaos.done() < len(chaos.accepted):  # who holds what is left, before the stop
+                assert chaos.db is not None
+                print("\n" + format_table(["status", "worker", "its heartbeat, s ago", "jobs"],
+                    chaos.db.execute(
+                        "SELECT j.status, j.worker_id, round(extract(epoch FROM now() - "
+                        "w.heartbeat_at)::numeric, 1), count(*) FROM pgqueue_jobs j LEFT JOIN "
+                        "pgqueue_workers w ON w.id = j.worker_id WHERE j.status <> 'succeeded' "
+                        "GROUP BY 1, 2, 3 ORDER BY 1, 2").fetchall()))  # fmt: skip
         finally:
             chaos.stop()
         elapsed = time.monotonic() - started
