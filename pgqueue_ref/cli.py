@@ -149,7 +149,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 
 
 #: Seconds between attempts to reach the database at a worker's start: doubling, capped.
-START_RETRY_FIRST, START_RETRY_MAX = 0.5, 10.0
+START_RETRY_FIRST, START_RETRY_MAX = 0.5, 5.0
 
 
 def _worth_waiting_for(error: ConnectionFailed) -> bool:
