@@ -831,8 +831,11 @@ class Worker:
             if self._stopping:
                 return  # stop() sets _unfenced: nothing to fence any more
 
-    #: Seconds between abandoning the connections and cancelling the fenced runs.
-    ABANDON_GRACE = 0.05
+    #: Turns of the event loop between abandoning the connections and cancelling the
+    #: fenced runs: by then a query stuck on an abandoned connection has seen its socket
+    #: end (one turn), and its task has run with that error (one more). Turns, not
+    #: seconds: on a starved loop a timer can fire in the very turn the socket does.
+    ABANDON_TURNS = 5
 
     def _fence(self, why: str, *, cut_off: bool = False) -> None:
         """Stop running anything: from now on our jobs may be handed to another worker.
@@ -850,17 +853,14 @@ class Worker:
             self._fenced_runs_ended.clear()
         # A job stuck in a query on a cut-off connection does not end when cancelled:
         # psycopg answers a cancel by sending the server a cancel request (a new
-        # connection, through the same partition) and then waits for the query's result,
-        # 5 s for each (measured with asyncpg too: the run ended at the heal). Abandoning the connections first makes those queries fail at
-        # once (and the pool replace them); the cancel follows a moment later, so that
-        # it lands after the failed query, not in it. (When our row is gone instead, the
+        # connection, through the same partition) and then waits for the query's
+        # result, 5 s for each (asyncpg too waited: the run ended at the heal).
+        # Abandoning the connections first makes those queries fail at once (and the
+        # pool replace them); the cancel follows a few loop turns later, so that it
+        # lands after the failed query, not in it. (When our row is gone instead, the
         # worker that found us dead terminated our backends: nothing hangs.)
         abandoned = self.connector.abandon_connections() if cut_off else 0
-        if abandoned and self._async_jobs:
-            assert self._loop is not None
-            self._loop.call_later(self.ABANDON_GRACE, self._cancel_fenced_runs)
-        else:
-            self._cancel_fenced_runs()
+        self._cancel_fenced_runs(self.ABANDON_TURNS if abandoned else 0)
         cancelled = len(self._async_jobs)
         self.stats.fenced += dropped + cancelled
         logger.error(
@@ -873,7 +873,11 @@ class Worker:
             self._busy - cancelled,
         )  # fmt: skip
 
-    def _cancel_fenced_runs(self) -> None:
+    def _cancel_fenced_runs(self, after_turns: int = 0) -> None:
+        if after_turns:
+            assert self._loop is not None
+            self._loop.call_soon(self._cancel_fenced_runs, after_turns - 1)
+            return
         for job_id in self._fenced_jobs:  # those not ended by now
             if (task := self._async_jobs.get(job_id)) is not None:
                 task.cancel()
