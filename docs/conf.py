@@ -35,7 +35,10 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # be resolved, so they are not checked; references to our own names are.
 nitpick_ignore_regex = [
     ("py:.*", r"(psycopg|psycopg_pool|psycopg2|asyncpg|aiopg|sqlalchemy|pytest|testing)\..*"),
-    ("py:.*", r"(_?asyncio|collections\.abc|concurrent|datetime|enum|pathlib|types|typing)\..*"),
+    (
+        "py:.*",
+        r"(_?asyncio|collections\.abc|concurrent|datetime|enum|logging|pathlib|types|typing)\..*",
+    ),
     ("py:.*", r"(threading|starlette|uvicorn|jinja2|prometheus_client)\..*"),  # the dashboard
     (
         "py:.*",

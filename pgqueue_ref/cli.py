@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import importlib
 import json
@@ -38,7 +39,8 @@ from ._table import format_table
 from .app import App
 from .connectors.psycopg import PsycopgConnector
 from .embedded import DSN_ENV, LIBPQ_SERVER_ENV
-from .exceptions import PgQueueError
+from .exceptions import ConnectionFailed, PgQueueError
+from .worker import Worker, WorkerStats
 
 __all__ = ["build_parser", "main"]
 
@@ -142,17 +144,76 @@ async def cmd_worker(args: argparse.Namespace) -> int:
                  "delete_jobs"):  # fmt: skip
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    async with app.open_async():
-        worker = app.worker(**options)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):  # stop gracefully: finish running jobs
-            loop.add_signal_handler(signum, worker.stop)
-        print(f"worker started (queues: {args.queues or 'all'}, concurrency {args.concurrency})",
-              file=sys.stderr, flush=True)  # fmt: skip
-        stats = await worker.run()
+    stats = await _run_worker(app, options, args.wait_for_database)
+    if stats is None:
+        return 0  # stopped while waiting for the database
     print(f"worker stopped: {stats.succeeded} succeeded, {stats.failed} failed, "
           f"{stats.retried} retried, {stats.handed_back} handed back", file=sys.stderr)  # fmt: skip
     return 0
+
+
+#: Seconds between attempts to reach the database at a worker's start: doubling, capped.
+START_RETRY_FIRST, START_RETRY_MAX = 0.5, 5.0
+
+
+def _worth_waiting_for(error: ConnectionFailed) -> bool:
+    """An outage passes (refused, starting up, shutting down); a wrong password, an
+    unknown user or database, or a pg_hba.conf refusal does not: say so at once."""
+    if error.sqlstate is not None and (error.sqlstate[:2] == "28" or error.sqlstate == "3D000"):
+        return False
+    text = str(error)
+    return not any(
+        phrase in text
+        for phrase in ("password authentication failed", "pg_hba.conf", "does not exist")
+    )
+
+
+async def _run_worker(
+    app: App, options: dict[str, Any], wait_for_database: float
+) -> WorkerStats | None:
+    """Open the app and run a worker; while the database cannot be reached (a worker
+    started, or restarted by its supervisor, during an outage), wait and try again
+    with backoff, logging what it waits for, for up to ``wait_for_database`` seconds.
+    None if a stop signal came while waiting."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    worker: Worker | None = None
+
+    def on_signal() -> None:  # stop gracefully: running jobs finish
+        stop.set()
+        if worker is not None:
+            worker.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    started, delay = time.monotonic(), START_RETRY_FIRST
+    while not stop.is_set():
+        worker = None
+        try:
+            async with app.open_async():
+                worker = app.worker(**options)
+                if stop.is_set():
+                    worker.stop()
+                print(f"worker started (queues: {','.join(options.get('queues') or ['all'])}, "
+                      f"concurrency {options['concurrency']})", file=sys.stderr, flush=True)  # fmt: skip
+                return await worker.run()
+        except ConnectionFailed as error:
+            if worker is not None and worker.worker_id is not None:
+                raise  # it ran: what stopped it is its own error to report
+            waited = time.monotonic() - started
+            if not _worth_waiting_for(error) or waited + delay > wait_for_database:
+                raise
+            logger.warning(
+                "waiting for the database: %s; trying again in %.1f s (waited %.0f s so far%s)",
+                " ".join(str(error).split()), delay, waited,  # one line
+                "" if wait_for_database == float("inf")
+                else f", giving up after {wait_for_database:g} s",
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(delay * 2, START_RETRY_MAX)
+    return None
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -296,6 +357,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (or inf), got {text!r}")
+    return value
+
+
 def _hours(text: str) -> float:
     try:
         value = float(text)
@@ -361,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--shutdown-timeout", type=float, help="seconds running jobs get to finish on stop"
+    )
+    worker.add_argument(
+        "--wait-for-database",
+        type=_seconds,
+        default=float("inf"),
+        metavar="SECONDS",
+        help="at start, while the database cannot be reached, retry with backoff for up to "
+        "this long (default: until it can; 0: fail at once)",
     )
     worker.add_argument("--delete-jobs", choices=["never", "successful", "always"],
                         help="delete jobs once they succeeded / finished (default: never)")  # fmt: skip

@@ -95,6 +95,11 @@ ANNOUNCED_PER_NOTIFY = 200
 #: Rows one ``delete_old_jobs`` statement deletes at most.
 DELETE_BATCH_SIZE = 10_000
 
+#: Seconds the server-side fence waits for each backend of a worker presumed dead to
+#: exit (``pg_terminate_backend(pid, timeout)``); one that outlives it keeps its
+#: worker's jobs where they are until the next pass.
+FENCE_TIMEOUT = 5.0
+
 
 def _ids(rows: list[Row]) -> list[int]:
     return [row["id"] for row in rows]
@@ -461,8 +466,12 @@ class JobManager:
                 )
             )
 
-    async def register_worker_async(self, name: str) -> int:
-        return await self.run_async(Call(QUERIES["register_worker"], {"name": name}, _one_id))
+    async def register_worker_async(self, name: str, session_tag: str | None = None) -> int:
+        """A new worker row; ``session_tag``: the ``application_name`` of the worker's
+        connections, whose backends are terminated if the worker is presumed dead."""
+        return await self.run_async(
+            Call(QUERIES["register_worker"], {"name": name, "session_tag": session_tag}, _one_id)
+        )
 
     async def notify_probe_async(self, channel: str, payload: str) -> None:
         """NOTIFY ``channel`` with ``payload``: a worker checking that its LISTEN hears."""
@@ -477,10 +486,13 @@ class JobManager:
     async def unregister_worker_async(self, worker_id: int) -> None:
         await self.run_async(Call(QUERIES["unregister_worker"], {"worker_id": worker_id}, _nothing))
 
-    async def requeue_stalled_async(self, stalled_after: float) -> list[int]:
-        return await self.run_async(
-            Call(QUERIES["requeue_stalled_jobs"], {"stalled_after": stalled_after}, _ids)
-        )
+    async def requeue_stalled_async(
+        self, stalled_after: float, fence_timeout: float = FENCE_TIMEOUT
+    ) -> list[int]:
+        """Hand back the jobs of workers silent for ``stalled_after`` seconds, once their
+        tagged backends are gone (waiting up to ``fence_timeout`` seconds for each)."""
+        params = {"stalled_after": stalled_after, "fence_timeout_ms": int(fence_timeout * 1000)}
+        return await self.run_async(Call(QUERIES["requeue_stalled_jobs"], params, _ids))
 
     # -- retention ----------------------------------------------------------
 

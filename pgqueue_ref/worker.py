@@ -37,12 +37,17 @@ the Queue face calls an entrypoint with the job). Its parts::
 * **Fence.** A timer of its own, awaiting no query: when no heartbeat has
   succeeded for ``stalled_after / 2`` seconds (counted from the moment the
   last good one was *sent*), the worker fences itself: it claims nothing,
-  cancels its running async jobs and drops the jobs it holds unstarted,
-  recording no outcome for them. Other workers requeue them only after
-  ``stalled_after`` seconds, by the database's clock, which started no earlier
-  than that send: the fence comes first, with ``stalled_after / 2`` to spare.
-  When a heartbeat gets through again the worker registers again if it was
-  presumed dead, and claims again.
+  abandons its connector's connections (so that a job stuck in a query on the
+  cut-off network fails at once), cancels its running async jobs and drops
+  the jobs it holds unstarted, recording no outcome for them. Other workers
+  requeue them only after ``stalled_after`` seconds, by the database's clock,
+  which started no earlier than that send: the fence comes first, with
+  ``stalled_after / 2`` to spare. The fence's other half is on the server:
+  before requeueing, the worker that found us silent terminates our backends
+  (by the ``application_name`` our connector tags them with, registered with
+  our row), so that a query we had sent cannot commit after another worker
+  started the job. When a heartbeat gets through again the worker registers
+  again if it was presumed dead, and claims again.
 
 Stopping (``stop()``, task cancellation, SIGTERM in the CLI) is graceful:
 no more fetching, claimed-but-unstarted jobs are handed back, running jobs
@@ -361,7 +366,9 @@ class Worker:
             try:
                 if self.worker_id is None:
                     sent = time.monotonic()
-                    self.worker_id = await self.manager.register_worker_async(self.name)
+                    self.worker_id = await self.manager.register_worker_async(
+                        self.name, self.connector.session_tag
+                    )
                     self._last_ok_sent = sent
                 await self.manager.requeue_stalled_async(self.stalled_after)
                 return
@@ -468,14 +475,25 @@ class Worker:
 
     async def _release_orphans_now(self) -> None:
         assert self.worker_id is not None
+        # Cleared before the query, not after: a fence (or an error) while it waits drops
+        # jobs that `held` still counts, and sets the flag again for the next turn.
+        # (Cleared after, the chaos run lost 10 jobs so: a release sent before a server
+        # crash went through after it, and the jobs the fence dropped meanwhile stayed
+        # 'doing' under a live worker for good.)
+        self._orphans_possible = False
         held = {job.id for job, _ in self._buffer} | self._running_ids
         held |= {o.job_id for o in self._outcomes} | {o.job_id for o in self._flushing}
-        released = await self.manager.release_orphaned_claims_async(self.worker_id, sorted(held))
+        try:
+            released = await self.manager.release_orphaned_claims_async(
+                self.worker_id, sorted(held)
+            )
+        except BaseException:
+            self._orphans_possible = True
+            raise
         if released:
             logger.warning(
                 "handed back %s jobs whose claim was lost with the connection", len(released)
             )
-        self._orphans_possible = False
 
     async def _claim(self) -> int:
         assert self.worker_id is not None
@@ -889,13 +907,13 @@ class Worker:
             # that what we claim from now on is not taken for a dead worker's.
             self._fence("its worker row is gone: another worker presumed it dead")
             sent = time.monotonic()
-            new_id = await self.manager.register_worker_async(self.name)
+            new_id = await self.manager.register_worker_async(self.name, self.connector.session_tag)
             old, self.worker_id, self._last_ok_sent = self.worker_id, new_id, sent
             if self._outcomes:  # recorded under the old id before the fence
                 self._late.setdefault(old, []).extend(self._outcomes)
                 self._outcomes = []
-            logger.error("worker %s was presumed dead and its jobs were requeued; "
-                         "registered again as %s", old, self.worker_id)  # fmt: skip
+            logger.error("worker %s (id %s) was presumed dead and its jobs were requeued; "
+                         "registered again as %s", self.name, old, self.worker_id)  # fmt: skip
         self._unfence()
         if await self.manager.requeue_stalled_async(self.stalled_after):
             self._wake.set()
@@ -913,14 +931,22 @@ class Worker:
                 continue
             self._fence(
                 f"no heartbeat got through for {self.fence_after:g} s "
-                f"(stalled_after={self.stalled_after:g} s)"
+                f"(stalled_after={self.stalled_after:g} s)",
+                cut_off=True,
             )
             await self._unfenced.wait()
             if self._stopping:
                 return  # stop() sets _unfenced: nothing to fence any more
 
-    def _fence(self, why: str) -> None:
-        """Stop running anything: from now on our jobs may be handed to another worker."""
+    #: Turns of the event loop between abandoning the connections and cancelling the
+    #: fenced runs: by then a query stuck on an abandoned connection has seen its socket
+    #: end (one turn), and its task has run with that error (one more). Turns, not
+    #: seconds: on a starved loop a timer can fire in the very turn the socket does.
+    ABANDON_TURNS = 5
+
+    def _fence(self, why: str, *, cut_off: bool = False) -> None:
+        """Stop running anything: from now on our jobs may be handed to another worker.
+        ``cut_off``: struck by the timer, the database unreachable (not merely gone)."""
         if self.fenced:
             return
         self.fenced = True
@@ -929,11 +955,19 @@ class Worker:
         self._orphans_possible = True  # if we were not presumed dead, hand back what we drop
         dropped = len(self._buffer)
         self._buffer.clear()  # not handed back: we cannot reach the database; the requeue will
-        for job_id, task in self._async_jobs.items():
-            self._fenced_jobs.add(job_id)
-            task.cancel()
+        self._fenced_jobs.update(self._async_jobs)
         if self._fenced_jobs:
             self._fenced_runs_ended.clear()
+        # A job stuck in a query on a cut-off connection does not end when cancelled:
+        # psycopg answers a cancel by sending the server a cancel request (a new
+        # connection, through the same partition) and then waits for the query's
+        # result, 5 s for each (asyncpg too waited: the run ended at the heal).
+        # Abandoning the connections first makes those queries fail at once (and the
+        # pool replace them); the cancel follows a few loop turns later, so that it
+        # lands after the failed query, not in it. (When our row is gone instead, the
+        # worker that found us dead terminated our backends: nothing hangs.)
+        abandoned = self.connector.abandon_connections() if cut_off else 0
+        self._cancel_fenced_runs(self.ABANDON_TURNS if abandoned else 0)
         cancelled = len(self._async_jobs)
         self.stats.fenced += dropped + cancelled
         logger.error(
@@ -945,6 +979,15 @@ class Worker:
             self.name, self.worker_id, why, self.stalled_after, cancelled, dropped,
             self._busy - cancelled,
         )  # fmt: skip
+
+    def _cancel_fenced_runs(self, after_turns: int = 0) -> None:
+        if after_turns:
+            assert self._loop is not None
+            self._loop.call_soon(self._cancel_fenced_runs, after_turns - 1)
+            return
+        for job_id in self._fenced_jobs:  # those not ended by now
+            if (task := self._async_jobs.get(job_id)) is not None:
+                task.cancel()
 
     def _unfence(self) -> None:
         if not self.fenced:

@@ -4,6 +4,7 @@ concurrency, LISTEN wake-up, drain mode and graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref.exceptions import ConfigurationError
+from pgqueue_ref.exceptions import ConfigurationError, ConnectorException
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -549,3 +550,67 @@ def test_heartbeat_interval_must_leave_room_before_the_fence(app: pgqueue_ref.Ap
     with pytest.raises(ConfigurationError, match="at most stalled_after / 4"):
         app.worker(stalled_after=3, heartbeat_interval=1)
     app.worker(stalled_after=0, heartbeat_interval=0)  # a one-off drain: no heartbeat, no fence
+
+
+async def test_a_fence_while_orphans_are_being_released_hands_the_dropped_job_back_later(
+    app: pgqueue_ref.App, db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by tools/chaos.py: a release of orphaned claims sent before an outage
+    went through after it, with the jobs it held then, and cleared the flag the
+    fence had set meanwhile: the job the fence dropped stayed 'doing' for good."""
+    runs: list[int] = []
+
+    @app.task(name="long")
+    async def long() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            await asyncio.sleep(3600)  # until the fence cancels it
+
+    job_id = await long.defer_async()
+    worker = app.worker(stalled_after=4, heartbeat_interval=0.5, polling_interval=0.1)
+    running = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 30
+    while not runs:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+    restored, releasing = asyncio.Event(), asyncio.Event()
+    manager = worker.manager
+
+    def hanging(real: Callable[..., Any]) -> Callable[..., Any]:
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            await restored.wait()
+            return await real(*args, **kwargs)
+
+        return hang
+
+    for name in ("heartbeat_async", "fetch_async"):
+        monkeypatch.setattr(manager, name, hanging(getattr(manager, name)))
+    real_release = manager.release_orphaned_claims_async
+
+    async def release(*args: Any) -> Any:
+        # Waits for a connection through the outage, as a pool's getconn does while
+        # the server is down, and is sent once the pool has a good one again.
+        releasing.set()
+        await restored.wait()
+        while True:
+            with contextlib.suppress(ConnectorException):
+                return await real_release(*args)
+            await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(manager, "release_orphaned_claims_async", release)
+    worker._orphans_possible = True  # as after a database error while claiming
+    worker._room.set()  # the fetcher's next turn sends the release, which hangs
+    worker._wake.set()
+    await asyncio.wait_for(releasing.wait(), 30)
+    while not worker.fenced:
+        assert time.monotonic() < deadline + 30, "the worker never fenced itself"
+        await asyncio.sleep(0.05)
+    restored.set()  # the release goes through now, with what it held before the fence
+    monkeypatch.undo()
+    while len(runs) < 2:
+        assert time.monotonic() < deadline + 60, "the dropped job was never handed back"
+        await asyncio.sleep(0.05)
+    worker.stop()
+    await asyncio.wait_for(running, 30)
+    assert db("SELECT status FROM pgqueue_jobs WHERE id = %s", job_id) == [("succeeded",)]

@@ -9,7 +9,7 @@ acknowledged), defers jobs before and during the run, and keeps ``--workers``
 worker processes going (``python -m pgqueue_ref --app chaos_app:app worker``,
 the app of tests/reliability/chaos_app.py, whose task records every run).
 Each worker slot connects through a TCP proxy of its own
-(tests/reliability/partition.py), so one worker can be cut off while the
+(:class:`pgqueue_ref.testing.PartitionProxy`), so one worker can be cut off while the
 others go on. Every ``--kill-every`` seconds it does one thing, chosen with
 ``--seed``:
 
@@ -63,12 +63,12 @@ sys.path.insert(0, str(ROOT))
 from pgqueue_ref._table import format_table
 from pgqueue_ref.embedded import EmbeddedPostgres
 from pgqueue_ref.sql import SCHEMA
+from pgqueue_ref.testing import PartitionProxy
 
 APP_DIR = ROOT / "tests" / "reliability"
 sys.path.insert(0, str(APP_DIR))
 
 from chaos_app import RUNS_TABLE
-from partition import PartitionProxy
 
 STALLED_AFTER = 3.0  # the workers' --stalled-after; they fence at half of it
 FENCE_AFTER = STALLED_AFTER / 2
@@ -352,6 +352,14 @@ def run(args: argparse.Namespace) -> int:
             while chaos.done() < len(chaos.accepted) and time.monotonic() < calm_until:
                 chaos.keep_workers_up()
                 time.sleep(0.2)
+            if chaos.done() < len(chaos.accepted):  # who holds what is left, before the stop
+                assert chaos.db is not None
+                print("\n" + format_table(["status", "worker", "its heartbeat, s ago", "jobs"],
+                    chaos.db.execute(
+                        "SELECT j.status, j.worker_id, round(extract(epoch FROM now() - "
+                        "w.heartbeat_at)::numeric, 1), count(*) FROM pgqueue_jobs j LEFT JOIN "
+                        "pgqueue_workers w ON w.id = j.worker_id WHERE j.status <> 'succeeded' "
+                        "GROUP BY 1, 2, 3 ORDER BY 1, 2").fetchall()))  # fmt: skip
         finally:
             chaos.stop()
         elapsed = time.monotonic() - started

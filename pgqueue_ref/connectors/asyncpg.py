@@ -33,6 +33,11 @@ Their quirks, and nothing else:
   statement: a pool we create keeps one connection out of it for statements
   (:mod:`~pgqueue_ref.connectors.kept`) when it has ``max_size >= 3`` (one for
   LISTEN, one kept, the rest shared). A pool of yours is used as it is.
+* **Fencing**, as ``PsycopgConnector`` does it: a pool we create tags its
+  connections with an ``application_name`` of its own (unless you set one in
+  the DSN or ``server_settings``), which its workers register;
+  ``abandon_connections()`` terminates them (``Connection.terminate()`` closes
+  the transport, so a pending query fails at once).
 * LISTEN uses ``add_listener``: asyncpg calls back for each notification,
   between queries, no polling loop needed. The connector and the pool driver
   hold one pooled connection for as long as a worker runs (so the pool needs
@@ -44,6 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -166,6 +173,28 @@ class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
         self._set_json(json_dumps, json_loads)
         self._dsn = dsn
         self._pool_args = pool_args
+        # Fencing, as PsycopgConnector does it: our tag on every connection of the pool
+        # we create, unless you named them yourself; and every connection it opened.
+        self._tag: str | None = None
+        settings = dict(pool_args.get("server_settings") or {})
+        if "application_name" not in {**conninfo_to_dict(dsn or ""), **settings}:
+            self._tag = f"pgqueue_ref {secrets.token_hex(6)}"
+            self._pool_args["server_settings"] = {**settings, "application_name": self._tag}
+        self._connections: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+    @property
+    def session_tag(self) -> str | None:
+        return self._tag if self._owns_pool else None
+
+    def abandon_connections(self) -> int:
+        if not self._owns_pool:
+            return 0
+        abandoned = 0
+        for conn in list(self._connections):
+            if not conn.is_closed():
+                conn.terminate()  # closes the transport: a pending query fails at once
+                abandoned += 1
+        return abandoned
 
     def _keep_one(self, pool: asyncpg.Pool) -> KeptConnection[asyncpg.Connection] | None:
         if pool.get_max_size() >= 3:  # LISTEN, the kept one, and one to share
@@ -174,9 +203,15 @@ class AsyncpgConnector(AsyncPoolConnector[asyncpg.Pool]):
 
     async def _create_pool(self) -> asyncpg.Pool:
         try:
-            return await asyncpg.create_pool(
-                self._dsn, **{"reset": _keep_session, **self._pool_args}
-            )
+            pool_args = {"reset": _keep_session, **self._pool_args}
+            init = pool_args.pop("init", None)
+
+            async def initialised(conn: asyncpg.Connection) -> None:
+                self._connections.add(conn)
+                if init is not None:
+                    await init(conn)
+
+            return await asyncpg.create_pool(self._dsn, init=initialised, **pool_args)
         except (asyncpg.PostgresError, OSError) as error:
             raise connection_failed(error, self._dsn, self._pool_args) from error
 

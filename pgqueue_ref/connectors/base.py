@@ -232,6 +232,26 @@ class AsyncConnector(BaseConnector):
         #: Point it at the server itself, or at a session-mode pool.
         self.listen_dsn = listen_dsn
 
+    # -- fencing (see the worker's fence) -----------------------------------
+
+    @property
+    def session_tag(self) -> str | None:
+        """The ``application_name`` this connector gives every connection it opens,
+        unique to it. A worker registers it, so that the worker that presumes it dead
+        can terminate its backends before handing its jobs to anyone: the fence's
+        server-side half. None (the default): its connections carry no tag of ours
+        (a pool or connection of yours, or an ``application_name`` you chose), and
+        nothing is terminated for it."""
+        return None
+
+    def abandon_connections(self) -> int:
+        """Make every query in flight on this connector's connections fail at once, and
+        those connections unusable (the pool replaces them): the fence's local half,
+        for a worker cut off from the database, whose queries would otherwise hang
+        until the network heals. Returns how many were abandoned; 0 where the
+        connector cannot (the default)."""
+        return 0
+
     # -- opening and closing ------------------------------------------------
 
     async def open_async(self, pool: Any = None) -> None:

@@ -35,6 +35,13 @@ Their quirks, and nothing else:
   does it take the lock for a moment to read what came in. The watch uses a
   duplicate of the socket's descriptor, because asyncio keeps one reader per
   descriptor and psycopg registers its own while a query waits for its result.
+* **Fencing.** A pool the connector creates tags its connections with an
+  ``application_name`` of its own (``pgqueue_ref <random>``, unless you set
+  one), which its workers register: the worker that presumes one of them dead
+  terminates its backends on the server first. ``abandon_connections()`` shuts
+  down the sockets of every connection of that pool, so that a query stuck on a
+  cut-off connection fails at once. Not ``close()``: a closed descriptor leaves
+  the query's await waiting forever, as epoll forgets it silently.
 * **The kept connection.** Borrowing from the pool costs more client time than
   a short statement: a pool the connector creates keeps one connection out of
   it for statements (:mod:`~pgqueue_ref.connectors.kept`) when it is in
@@ -46,10 +53,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
+import socket
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 import psycopg.rows
 import psycopg.sql
 import psycopg_pool
@@ -166,13 +177,46 @@ class PsycopgConnector(AsyncPoolConnector[Pool]):
         self._conninfo = conninfo
         self._kwargs = {"autocommit": True, **(kwargs or {})}
         self._pool_args = pool_args
+        # Fencing: our tag on every connection of the pool we create, unless you named
+        # them yourself; and every connection the pool opened, to abandon them.
+        self._tag: str | None = None
+        if "application_name" not in {
+            **psycopg.conninfo.conninfo_to_dict(conninfo),
+            **self._kwargs,
+        }:
+            self._tag = f"pgqueue_ref {secrets.token_hex(6)}"
+            self._kwargs["application_name"] = self._tag
+        self._connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+    @property
+    def session_tag(self) -> str | None:
+        return self._tag if self._owns_pool else None
+
+    def abandon_connections(self) -> int:
+        if not self._owns_pool:
+            return 0
+        abandoned = 0
+        for conn in list(self._connections):
+            with contextlib.suppress(psycopg.Error, OSError):  # closed already
+                with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)  # its reads end now, in EOF
+                abandoned += 1
+        return abandoned
 
     async def _create_pool(self) -> Pool:
         # Fail fast, in the server's own words: a pool that cannot connect only
         # retries in the background and says "PoolTimeout" 30 seconds later.
         await (await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)).close()
+        pool_args = dict(self._pool_args)
+        configure = pool_args.pop("configure", None)
+
+        async def configured(conn: psycopg.AsyncConnection[Any]) -> None:
+            self._connections.add(conn)
+            if configure is not None:
+                await configure(conn)
+
         pool = psycopg_pool.AsyncConnectionPool(
-            self._conninfo, kwargs=self._kwargs, open=False, **self._pool_args
+            self._conninfo, kwargs=self._kwargs, open=False, configure=configured, **pool_args
         )
         await pool.open(wait=True)
         return pool

@@ -211,7 +211,8 @@ WHERE worker_id = %(worker_id)s::bigint
 RETURNING id;
 
 -- name: register_worker
-INSERT INTO pgqueue_workers (name) VALUES (%(name)s::text) RETURNING id;
+INSERT INTO pgqueue_workers (name, session_tag)
+VALUES (%(name)s::text, %(session_tag)s::text) RETURNING id;
 
 -- name: heartbeat
 -- No row back means another worker found us dead and took our jobs back.
@@ -221,13 +222,45 @@ UPDATE pgqueue_workers SET heartbeat_at = now() WHERE id = %(worker_id)s::bigint
 DELETE FROM pgqueue_workers WHERE id = %(worker_id)s::bigint;
 
 -- name: requeue_stalled_jobs
--- A worker whose heartbeat is older than `stalled_after` seconds is dead:
--- delete its row and put its 'doing' jobs (running or only fetched) back to
--- 'todo' so another worker runs them. Their attempt stays counted.
--- A 'doing' job whose worker row is gone altogether is handed back as well.
-WITH dead AS (
-    DELETE FROM pgqueue_workers
+-- A worker whose heartbeat is older than `stalled_after` seconds is presumed
+-- dead: fence it on the server, then delete its row and put its 'doing' jobs
+-- (running or only fetched) back to 'todo' so another worker runs them. Their
+-- attempt stays counted. A 'doing' job whose worker row is gone altogether is
+-- handed back as well.
+--
+-- Why the server-side fence: a worker cut off by a partition has fenced itself
+-- (stopped its jobs) by now, but a query it sent may still be on its way (held
+-- in the network, retransmitted when it heals) or running in its backend, and
+-- would commit whenever it gets there: after another worker started the job.
+-- So first its backends (those carrying its `session_tag` as application_name)
+-- are terminated, and pg_terminate_backend(pid, timeout) waits until each one
+-- has exited: what they were doing committed before this statement, or never
+-- will (bytes that arrive later find no backend). A worker with a backend that
+-- did not exit in time keeps its row and its jobs until the next pass. Only
+-- backends we may signal (a member of their role) are candidates.
+-- MATERIALIZED keeps the terminations to exactly the rows found: no planner
+-- may evaluate pg_terminate_backend on a backend before the join filters it.
+WITH stale AS MATERIALIZED (
+    SELECT id, session_tag FROM pgqueue_workers
     WHERE heartbeat_at < now() - make_interval(secs => %(stalled_after)s::float8)
+),
+victims AS MATERIALIZED (
+    SELECT stale.id AS worker_id, activity.pid
+    FROM stale JOIN pg_stat_activity AS activity
+      ON activity.application_name = stale.session_tag
+    WHERE activity.pid <> pg_backend_pid()
+      AND pg_has_role(activity.usesysid, 'MEMBER')
+),
+struck AS MATERIALIZED (
+    SELECT worker_id, pg_terminate_backend(pid, %(fence_timeout_ms)s::bigint) AS gone
+    FROM victims
+),
+dead AS (
+    DELETE FROM pgqueue_workers
+    WHERE id IN (SELECT id FROM stale)
+      AND id NOT IN (SELECT worker_id FROM struck WHERE NOT gone)
+      -- Checked again on the row as it is now: a heartbeat that just got in wins.
+      AND heartbeat_at < now() - make_interval(secs => %(stalled_after)s::float8)
     RETURNING id
 )
 UPDATE pgqueue_jobs AS job

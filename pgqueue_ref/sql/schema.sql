@@ -67,8 +67,14 @@ CREATE TABLE IF NOT EXISTS pgqueue_workers (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name         text        NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    -- The application_name of the worker's connections (its connector's tag), or
+    -- NULL: whose backends to terminate if the worker is presumed dead
+    -- (requeue_stalled_jobs, the fence's server-side half).
+    session_tag  text
 );
+-- Installed before the server-side fence: add the column (a no-op otherwise).
+ALTER TABLE pgqueue_workers ADD COLUMN IF NOT EXISTS session_tag text;
 
 -- Periodic tasks of the App face (@app.periodic): one row per period deferred.
 -- The primary key is what makes "each period deferred exactly once, however

@@ -36,8 +36,11 @@ def test_chaos_short_run_loses_nothing() -> None:
 def test_chaos_with_server_crashes_and_partitions_loses_nothing() -> None:
     """The server crashed and restarted, workers cut off past stalled_after (they must
     fence themselves) and for less than the fence, beside kills: seeded, so the same
-    strikes each time, at least one crash and one long partition among them."""
+    strikes each time, in the same order. Seed 26 strikes a long partition first and
+    a crash second: on a loaded machine a crash and restart takes seconds, and with
+    seed 11 (its first long partition is the 9th strike, after four crashes) 15 s
+    held no long partition in any of 8 runs here, on main's code too."""
     stdout = _chaos("--jobs", "600", "--workers", "3", "--seconds", "15", "--kill-every", "0.5",
-                    "--calm", "30", "--seed", "11")  # fmt: skip
+                    "--calm", "30", "--seed", "26")  # fmt: skip
     assert _times(stdout, "crash the server and restart it") >= 1, stdout
     assert _times(stdout, "partition a worker past stalled_after") >= 1, stdout
