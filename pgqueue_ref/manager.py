@@ -23,6 +23,7 @@ from .exceptions import AlreadyEnqueued, InvalidQueueName, JobNotRetryable
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .names import identifier
 from .sql import QUERIES, SCHEMA, Query
+from .table_stats import TableStats, stats_from_row
 
 __all__ = ["LIST_JOBS_FILTERS", "Call", "DeleteJobCondition", "JobManager", "Outcome"]
 
@@ -478,6 +479,14 @@ class JobManager:
             batch = self.run(call)
             total += batch
         return total
+
+    async def table_stats_async(self) -> TableStats:
+        """The jobs table's size on disk, its live and dead rows, its vacuums."""
+        return await self.run_async(Call(QUERIES["jobs_table_stats"], {}, stats_from_row))
+
+    def table_stats(self) -> TableStats:
+        """Blocking twin of :meth:`table_stats_async`."""
+        return self.run(Call(QUERIES["jobs_table_stats"], {}, stats_from_row))
 
     # -- periodic tasks and schedules ---------------------------------------
 
