@@ -29,12 +29,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .connectors import Row
+from .exceptions import ConnectorException
 from .manager import JobManager
 from .periodic import MAX_DELAY, Cron, PeriodLoop
 
 __all__ = ["Schedule", "ScheduleContext", "ScheduleEntry", "Scheduler", "schedule_entry"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between tries to register the schedules while the database fails:
+#: the first wait, and the longest (each wait doubles the last).
+REGISTER_RETRY_FIRST = 0.5
+REGISTER_RETRY_MAX = 30.0
 
 ScheduleCallback = Callable[..., Any]
 
@@ -119,14 +125,28 @@ class Scheduler(PeriodLoop):
     async def run_forever(self) -> None:
         if not self.entries:
             return
-        now = datetime.datetime.now(datetime.UTC).timestamp()
-        await self.manager.register_schedules_async(
-            [
+        await self._register()
+        await super().run_forever()
+
+    async def _register(self) -> None:
+        """Write the schedules' rows; while the database fails, try again (0.5 s, then
+        doubling up to 30 s): a consumer that started while its database was
+        unreachable, or before its schema was applied, still fires its schedules
+        once the database answers."""
+        delay = REGISTER_RETRY_FIRST
+        while True:
+            now = datetime.datetime.now(datetime.UTC).timestamp()
+            rows = [
                 (e.entrypoint, e.cron.expression, _utc(e.cron.next(now)))
                 for e in self.entries.values()
             ]
-        )
-        await super().run_forever()
+            try:
+                await self.manager.register_schedules_async(rows)
+                return
+            except ConnectorException as error:
+                logger.warning("schedules not registered, retrying in %.1f s: %s", delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REGISTER_RETRY_MAX)
 
     async def fire(self, key: tuple[str, str], period: int) -> None:
         entry = self.entries[key]

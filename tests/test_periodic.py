@@ -201,3 +201,30 @@ def test_periodic_goes_above_task(app: pgqueue_ref.App) -> None:
         @app.periodic(cron="* * * * *")  # type: ignore[arg-type]
         def report(timestamp: int) -> None:
             pass
+
+
+async def test_a_consumer_whose_schedules_cannot_be_registered_at_start_retries(
+    dsn: str, db: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database refuses the registration (its table is missing) when the
+    # consumer starts, and answers a second later: the schedule still fires.
+    fired: list[int] = []
+    pgq = PgQueuer(PsycopgDriver(await _autocommit(dsn)))
+
+    @pgq.schedule("heartbeat", EVERY_SECOND)
+    async def heartbeat(schedule: Schedule) -> None:
+        assert schedule.last_run is not None
+        fired.append(int(schedule.last_run.timestamp()))
+
+    db("ALTER TABLE pgqueue_schedules RENAME TO pgqueue_schedules_away")
+    consumer = asyncio.create_task(pgq.run(heartbeat_interval=0))
+    await asyncio.sleep(1.2)
+    assert fired == []
+    db("ALTER TABLE pgqueue_schedules_away RENAME TO pgqueue_schedules")
+    await asyncio.sleep(2.5)
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+
+    assert len(fired) >= 1 and len(fired) == len(set(fired))
+    assert "schedules not registered, retrying" in caplog.text
+    assert db("SELECT entrypoint FROM pgqueue_schedules") == [("heartbeat",)]
