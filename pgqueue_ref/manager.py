@@ -539,6 +539,9 @@ class JobManager:
         rows = await self.run_async(Call(QUERIES["claim_schedule"], params, list))
         return rows[0] if rows else None
 
+    async def heartbeat_schedule_async(self, schedule_id: int) -> None:
+        await self.run_async(Call(QUERIES["heartbeat_schedule"], {"id": schedule_id}, _nothing))
+
     async def release_schedule_async(self, schedule_id: int) -> None:
         await self.run_async(Call(QUERIES["release_schedule"], {"id": schedule_id}, _nothing))
 

@@ -570,3 +570,11 @@ SELECT pg_total_relation_size(c.oid) AS total_bytes,
 FROM pg_class AS c
 LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = 'pgqueue_jobs'::regclass;
+
+-- name: heartbeat_schedule
+-- While a schedule's callback runs (status 'picked'), its consumer says so
+-- every few seconds, as PgQueuer does: `pgqueue-ref status` (and whoever
+-- reads the table) can tell a long callback from a consumer that died in one.
+UPDATE pgqueue_schedules
+SET heartbeat = now()
+WHERE id = %(id)s::bigint AND status = 'picked';
