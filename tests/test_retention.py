@@ -181,6 +181,20 @@ async def test_delete_old_jobs_keeps_waiting_running_cancelled_and_aborted_jobs(
     assert _statuses(db) == ["aborted", "cancelled", "todo", "doing"]
 
 
+async def test_delete_old_jobs_of_succeeded_and_failed_jobs_leaves_only_waiting_ones(
+    app: pgqueue_ref.App, db: Db
+) -> None:
+    # The "done when", as it reads: finished jobs succeeded or failed.
+    ok, boom, _ = _tasks(app)
+    await ok.batch_defer_async({"n": 1}, {"n": 2}, {"n": 3})
+    await boom.batch_defer_async({"n": 4}, {"n": 5})
+    await ok.configure(schedule_in={"hours": 1}).batch_defer_async({"n": 6}, {"n": 7})
+    await app.run_worker_async(wait=False)
+
+    assert await app.job_manager.delete_old_jobs(nb_hours=0, include_failed=True) == 5
+    assert _statuses(db) == ["todo", "todo"]
+
+
 async def test_delete_old_jobs_with_everything_included_leaves_only_waiting_and_running(
     app: pgqueue_ref.App, db: Db
 ) -> None:
