@@ -33,8 +33,9 @@ class TableStats:
     heap_bytes: int
     #: ``pg_indexes_size``: every index of the table.
     index_bytes: int
-    #: Estimates from PostgreSQL's statistics (``n_live_tup``, ``n_dead_tup``),
-    #: which lag the truth by about a second.
+    #: Estimates from PostgreSQL's statistics (``n_live_tup``, ``n_dead_tup``):
+    #: each connection reports its counts about once a second while busy, and
+    #: up to 10 s after it goes idle (PostgreSQL 15), or when it closes.
     live_rows: int
     dead_rows: int
     #: Manual VACUUMs and autovacuums of the table since its statistics began.

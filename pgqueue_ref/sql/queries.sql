@@ -555,9 +555,10 @@ SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
 -- tuple (still on disk, in the heap and in every index) until VACUUM (or
 -- autovacuum) marks its space reusable; even then the file does not shrink,
 -- except for empty pages at its end, but later inserts fill the holes. The
--- row counts are the statistics collector's estimates (n_live_tup,
--- n_dead_tup), reported by each backend at most about once a second; a table
--- never written yet has no statistics row, hence the LEFT JOIN and coalesce.
+-- row counts are the statistics' estimates (n_live_tup, n_dead_tup): each
+-- backend reports about once a second while busy, up to 10 s after it goes
+-- idle, or when it ends. The LEFT JOIN and coalesce are for a table without
+-- statistics yet.
 SELECT pg_total_relation_size(c.oid) AS total_bytes,
        pg_relation_size(c.oid) AS heap_bytes,
        pg_indexes_size(c.oid) AS index_bytes,
