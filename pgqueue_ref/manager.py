@@ -24,6 +24,7 @@ from .exceptions import AlreadyEnqueued, ConnectorException, InvalidQueueName, J
 from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
 from .names import identifier
 from .sql import QUERIES, SCHEMA, Query
+from .table_stats import TableStats, stats_from_row
 
 __all__ = ["LIST_JOBS_FILTERS", "Call", "DeleteJobCondition", "JobManager", "Outcome"]
 
@@ -546,6 +547,14 @@ class JobManager:
             total += batch
         return total
 
+    async def table_stats_async(self) -> TableStats:
+        """The jobs table's size on disk, its live and dead rows, its vacuums."""
+        return await self.run_async(Call(QUERIES["jobs_table_stats"], {}, stats_from_row))
+
+    def table_stats(self) -> TableStats:
+        """Blocking twin of :meth:`table_stats_async`."""
+        return self.run(Call(QUERIES["jobs_table_stats"], {}, stats_from_row))
+
     # -- periodic tasks and schedules ---------------------------------------
 
     async def defer_periodic_async(
@@ -596,6 +605,9 @@ class JobManager:
         }
         rows = await self.run_async(Call(QUERIES["claim_schedule"], params, list))
         return rows[0] if rows else None
+
+    async def heartbeat_schedule_async(self, schedule_id: int) -> None:
+        await self.run_async(Call(QUERIES["heartbeat_schedule"], {"id": schedule_id}, _nothing))
 
     async def release_schedule_async(self, schedule_id: int) -> None:
         await self.run_async(Call(QUERIES["release_schedule"], {"id": schedule_id}, _nothing))

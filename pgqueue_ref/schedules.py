@@ -29,12 +29,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .connectors import Row
+from .exceptions import ConnectorException
 from .manager import JobManager
 from .periodic import MAX_DELAY, Cron, PeriodLoop
 
 __all__ = ["Schedule", "ScheduleContext", "ScheduleEntry", "Scheduler", "schedule_entry"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between tries to register the schedules while the database fails:
+#: the first wait, and the longest (each wait doubles the last).
+REGISTER_RETRY_FIRST = 0.5
+REGISTER_RETRY_MAX = 30.0
+#: Seconds between two heartbeats of a schedule whose callback runs.
+SCHEDULE_HEARTBEAT_INTERVAL = 5.0
 
 ScheduleCallback = Callable[..., Any]
 
@@ -110,7 +118,11 @@ class Scheduler(PeriodLoop):
         entries: Mapping[tuple[str, str], ScheduleEntry],
         resources: MutableMapping[str, Any],
         max_delay: float = MAX_DELAY,
+        heartbeat_interval: float = SCHEDULE_HEARTBEAT_INTERVAL,
     ) -> None:
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval={heartbeat_interval!r}: expected seconds above 0")
+        self.heartbeat_interval = heartbeat_interval
         self.manager = manager
         self.entries = dict(entries)
         self.resources = resources
@@ -119,14 +131,37 @@ class Scheduler(PeriodLoop):
     async def run_forever(self) -> None:
         if not self.entries:
             return
-        now = datetime.datetime.now(datetime.UTC).timestamp()
-        await self.manager.register_schedules_async(
-            [
+        await self._register()
+        await super().run_forever()
+
+    async def _heartbeat(self, schedule_id: int) -> None:
+        """While a callback runs: the row's heartbeat, every ``heartbeat_interval``."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.manager.heartbeat_schedule_async(schedule_id)
+            except ConnectorException as error:  # the next beat may go through
+                logger.warning("schedule heartbeat not written: %s", error)
+
+    async def _register(self) -> None:
+        """Write the schedules' rows; while the database fails, try again (0.5 s, then
+        doubling up to 30 s): a consumer that started while its database was
+        unreachable, or before its schema was applied, still fires its schedules
+        once the database answers."""
+        delay = REGISTER_RETRY_FIRST
+        while True:
+            now = datetime.datetime.now(datetime.UTC).timestamp()
+            rows = [
                 (e.entrypoint, e.cron.expression, _utc(e.cron.next(now)))
                 for e in self.entries.values()
             ]
-        )
-        await super().run_forever()
+            try:
+                await self.manager.register_schedules_async(rows)
+                return
+            except ConnectorException as error:
+                logger.warning("schedules not registered, retrying in %.1f s: %s", delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REGISTER_RETRY_MAX)
 
     async def fire(self, key: tuple[str, str], period: int) -> None:
         entry = self.entries[key]
@@ -137,6 +172,7 @@ class Scheduler(PeriodLoop):
         if row is None:
             return  # another consumer fired this period
         schedule = Schedule.from_row(row)
+        beating = asyncio.create_task(self._heartbeat(schedule.id))
         try:
             args = (
                 (schedule, ScheduleContext(self.resources)) if entry.wants_context else (schedule,)
@@ -148,5 +184,7 @@ class Scheduler(PeriodLoop):
         except Exception:  # a failing callback never stops the consumer
             logger.exception("schedule %r (%s) failed", entry.entrypoint, expression)
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             # Also when cancelled (the consumer stopping): the row goes back to 'queued'.
             await asyncio.shield(self.manager.release_schedule_async(schedule.id))

@@ -14,8 +14,9 @@ import pgqueue_ref
 from pgqueue_ref import PgQueuer
 from pgqueue_ref.connectors.psycopg import PsycopgDriver
 from pgqueue_ref.exceptions import InvalidCronExpression, InvalidPeriodicTask
+from pgqueue_ref.manager import JobManager
 from pgqueue_ref.periodic import Cron, PeriodicDeferrer, due_periods
-from pgqueue_ref.schedules import Schedule
+from pgqueue_ref.schedules import Schedule, Scheduler
 
 Db = Callable[..., list[tuple[Any, ...]]]
 EVERY_SECOND = "* * * * * *"
@@ -201,3 +202,55 @@ def test_periodic_goes_above_task(app: pgqueue_ref.App) -> None:
         @app.periodic(cron="* * * * *")  # type: ignore[arg-type]
         def report(timestamp: int) -> None:
             pass
+
+
+async def test_a_consumer_whose_schedules_cannot_be_registered_at_start_retries(
+    dsn: str, db: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database refuses the registration (its table is missing) when the
+    # consumer starts, and answers a second later: the schedule still fires.
+    fired: list[int] = []
+    pgq = PgQueuer(PsycopgDriver(await _autocommit(dsn)))
+
+    @pgq.schedule("heartbeat", EVERY_SECOND)
+    async def heartbeat(schedule: Schedule) -> None:
+        assert schedule.last_run is not None
+        fired.append(int(schedule.last_run.timestamp()))
+
+    db("ALTER TABLE pgqueue_schedules RENAME TO pgqueue_schedules_away")
+    consumer = asyncio.create_task(pgq.run(heartbeat_interval=0))
+    await asyncio.sleep(1.2)
+    assert fired == []
+    db("ALTER TABLE pgqueue_schedules_away RENAME TO pgqueue_schedules")
+    await asyncio.sleep(2.5)
+    consumer.cancel()
+    await asyncio.gather(consumer, return_exceptions=True)
+
+    assert len(fired) >= 1 and len(fired) == len(set(fired))
+    assert "schedules not registered, retrying" in caplog.text
+    assert db("SELECT entrypoint FROM pgqueue_schedules") == [("heartbeat",)]
+
+
+async def test_a_long_schedule_callback_keeps_its_heartbeat(dsn: str, db: Db) -> None:
+    pgq = PgQueuer(PsycopgDriver(await _autocommit(dsn)))
+    beats: list[Any] = []
+
+    @pgq.schedule("report", EVERY_SECOND)
+    async def report(schedule: Schedule) -> None:
+        for _ in range(3):  # a callback that takes 1.5 s, heartbeat every 0.2 s
+            await asyncio.sleep(0.5)
+            beats.extend(db("SELECT status, heartbeat FROM pgqueue_schedules"))
+
+    scheduler = Scheduler(JobManager(pgq.connection), pgq._schedules, {}, heartbeat_interval=0.2)
+    await scheduler._register()
+    await scheduler.fire(("report", EVERY_SECOND), int(time.time()))
+
+    assert [status for status, _ in beats] == ["picked"] * 3
+    heartbeats = [heartbeat for _, heartbeat in beats]
+    assert heartbeats == sorted(set(heartbeats)), "the heartbeat did not move on"
+    assert db("SELECT status FROM pgqueue_schedules") == [("queued",)]
+
+
+def test_a_schedule_heartbeat_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="heartbeat_interval=0"):
+        Scheduler(None, {}, {}, heartbeat_interval=0)  # type: ignore[arg-type]

@@ -3,8 +3,11 @@ the builtin task remove_old_jobs, and ``jobs prune`` on the command line."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +19,9 @@ from pgqueue_ref import PgQueuer, QueueExecutionMode
 from pgqueue_ref.builtin_tasks import REMOVE_OLD_JOBS
 from pgqueue_ref.display import recording
 from pgqueue_ref.exceptions import JobAborted
+from pgqueue_ref.jobs import Status
+from pgqueue_ref.manager import DeleteJobCondition, Outcome, finish_call
+from pgqueue_ref.table_stats import TableStats
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -176,6 +182,20 @@ async def test_delete_old_jobs_keeps_waiting_running_cancelled_and_aborted_jobs(
     assert _statuses(db) == ["aborted", "cancelled", "todo", "doing"]
 
 
+async def test_delete_old_jobs_of_succeeded_and_failed_jobs_leaves_only_waiting_ones(
+    app: pgqueue_ref.App, db: Db
+) -> None:
+    # The issue's "done when", as it reads: finished jobs succeeded or failed.
+    ok, boom, _ = _tasks(app)
+    await ok.batch_defer_async({"n": 1}, {"n": 2}, {"n": 3})
+    await boom.batch_defer_async({"n": 4}, {"n": 5})
+    await ok.configure(schedule_in={"hours": 1}).batch_defer_async({"n": 6}, {"n": 7})
+    await app.run_worker_async(wait=False)
+
+    assert await app.job_manager.delete_old_jobs(nb_hours=0, include_failed=True) == 5
+    assert _statuses(db) == ["todo", "todo"]
+
+
 async def test_delete_old_jobs_with_everything_included_leaves_only_waiting_and_running(
     app: pgqueue_ref.App, db: Db
 ) -> None:
@@ -289,3 +309,92 @@ def test_jobs_prune_refuses_negative_hours(dsn: str) -> None:
     result = _cli("jobs", "prune", "--older-than", "-2", dsn=dsn)
     assert result.returncode == 2
     assert "argument --older-than: expected a number of hours >= 0, got '-2'" in result.stderr
+
+
+# -- the flush stays linear in its outcomes ------------------------------------
+
+
+def _explain_finish_generic(dsn: str, delete_jobs: str, held: int) -> str:
+    """EXPLAIN ANALYZE of one flush of ``held`` outcomes, under the generic plan a
+    prepared statement gets after its fifth run (what every driver reaches)."""
+    call = finish_call(
+        [Outcome(i, Status.SUCCEEDED) for i in range(1, held + 1)],
+        1,
+        DeleteJobCondition.parse(delete_jobs),
+    )
+    names: list[str] = []
+
+    def positional(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", positional, call.query.sql)
+    with psycopg.ClientCursor(psycopg.connect(dsn, autocommit=True)) as cur:
+        cur.execute("INSERT INTO pgqueue_jobs (task_name, status, worker_id) "
+                    "SELECT 'noop', 'doing', 1 FROM generate_series(1, %s)", [held])  # fmt: skip
+        cur.execute(f"PREPARE flush AS {sql}")
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        values = ", ".join(["%s"] * len(names))
+        cur.execute(f"EXPLAIN ANALYZE EXECUTE flush({values})", [call.params[n] for n in names])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        cur.connection.close()
+    return plan
+
+
+@pytest.mark.parametrize("delete_jobs", ["never", "successful"])
+def test_a_flush_looks_each_job_up_once(dsn: str, db: Db, delete_jobs: str) -> None:
+    # A flush of n outcomes used to rescan all n for each job the worker held
+    # (a nested loop over the CTE `done`): 20,000 outcomes took minutes.
+    plan = _explain_finish_generic(dsn, delete_jobs, held=3000)
+
+    rescans = [int(m) for m in re.findall(r"CTE Scan on done .*loops=(\d+)", plan)]
+    assert rescans and max(rescans) == 1, plan
+    assert "Join Filter: (job" not in plan, plan
+    assert db("SELECT count(*) FROM pgqueue_jobs WHERE status = 'doing'") == [(0,)]
+
+
+# -- what the table costs ------------------------------------------------------
+
+
+async def test_table_stats_show_dead_rows_until_vacuum(app: pgqueue_ref.App, dsn: str) -> None:
+    ok, _, _ = _tasks(app)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # this test decides when VACUUM runs
+        conn.execute("ALTER TABLE pgqueue_jobs SET (autovacuum_enabled = false)")
+    empty = await app.job_manager.table_stats_async()
+    await ok.batch_defer_async(*({"n": n} for n in range(2000)))
+    await app.run_worker_async(wait=False, delete_jobs="successful")
+    # Two dead tuples per job: the version the claim replaced, and the deleted row.
+    before = await _stats_when(app, lambda s: s.dead_rows >= 4000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM pgqueue_jobs")
+    after = await app.job_manager.table_stats_async()
+
+    assert empty.total_bytes < before.total_bytes  # the rows are gone, their space is not
+    assert before.dead_rows == 4000
+    assert (after.dead_rows, after.vacuums) == (0, before.vacuums + 1)
+    assert after.heap_bytes < before.heap_bytes  # VACUUM cut the empty pages at the end
+    assert after.total_mb == after.total_bytes / 1024 / 1024
+
+
+async def _stats_when(app: pgqueue_ref.App, ready: Callable[[TableStats], bool]) -> TableStats:
+    # An idle connection reports its statistics within about 10 s (PostgreSQL 15).
+    for _ in range(150):
+        stats = await app.job_manager.table_stats_async()
+        if ready(stats):
+            return stats
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"statistics never showed it: {stats}")
+
+
+def test_table_stats_blocking_twin(dsn: str) -> None:
+    app = pgqueue_ref.App(connector=pgqueue_ref.SyncPsycopgConnector(conninfo=dsn))
+    with app.open():
+        app.configure_task("noop").batch_defer(*({"n": n} for n in range(100)))
+        for _ in range(150):  # statistics: see _stats_when
+            stats = app.job_manager.table_stats()
+            if stats.live_rows:
+                break
+            time.sleep(0.1)
+    assert (stats.live_rows, stats.dead_rows, stats.vacuum_running) == (100, 0, False)
+    assert stats.heap_bytes > 0 and stats.total_bytes > stats.heap_bytes + stats.index_bytes - 1

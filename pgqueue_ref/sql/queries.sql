@@ -158,8 +158,18 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 -- The two data-modifying parts touch disjoint rows (a status is either in
 -- the list or not), as one statement must: both see the same snapshot.
 -- With delete_statuses empty (the default, 'never') the DELETE finds no row.
+-- Both guards compare with columns of `done` (held_status, worker_id: the
+-- same for every row) rather than with constants, so that they are join
+-- conditions: the jobs table then has no condition of its own, and the only
+-- cheap way to a job is its id (the primary key), one lookup per outcome.
+-- With `job.status = 'doing' AND job.worker_id = %(worker_id)s`, the planner
+-- could start from the worker's jobs (pgqueue_jobs_worker_idx, which it
+-- expects to hold a row or two) and rescan all of `done` for each: n^2 for a
+-- flush of n outcomes. Under a generic plan (a prepared statement after its
+-- fifth run) 20,000 outcomes took 262 s, and a busy worker's outcomes piled
+-- up faster than it wrote them (found by tools/soak.py; now 0.2 s).
 WITH done AS (
-    SELECT *
+    SELECT done.*, 'doing'::text AS held_status, %(worker_id)s::bigint AS worker_id
     FROM unnest(
         %(ids)s::bigint[],
         %(statuses)s::text[],
@@ -172,8 +182,8 @@ WITH done AS (
     USING done
     WHERE job.id = done.id
       AND done.status = ANY(%(delete_statuses)s::text[])
-      AND job.status = 'doing'
-      AND job.worker_id = %(worker_id)s::bigint
+      AND job.status = done.held_status
+      AND job.worker_id = done.worker_id
     RETURNING job.id
 ), updated AS (
     UPDATE pgqueue_jobs AS job
@@ -189,8 +199,8 @@ WITH done AS (
     FROM done
     WHERE job.id = done.id
       AND NOT done.status = ANY(%(delete_statuses)s::text[])
-      AND job.status = 'doing'
-      AND job.worker_id = %(worker_id)s::bigint
+      AND job.status = done.held_status
+      AND job.worker_id = done.worker_id
     RETURNING job.id
 )
 SELECT id FROM deleted
@@ -578,7 +588,9 @@ SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
 -- The Queue face's entrypoint limits, held failures and completion watching
 -- (PgQueuer's entrypoint(concurrency_limit=, on_failure=), requeue_jobs,
 -- list_failed_jobs and CompletionWatcher).
--- =============================================================-- name: fetch_jobs_limited
+-- ===========================================================================
+
+-- name: fetch_jobs_limited
 -- fetch_jobs for a consumer with at least one entrypoint limited to N jobs
 -- running at once across every consumer (limits: one per task name, 0 for
 -- unlimited). Each job claimed for a limited entrypoint takes a free seat,
@@ -718,7 +730,8 @@ SELECT id, status FROM pgqueue_jobs WHERE id = ANY(%(ids)s::bigint[]);
 -- (delete_jobs), which has no row left to look at. Nothing reads the table.
 SELECT count(pg_notify('pgqueue_ref_finished', payload)) AS sent
 FROM unnest(%(payloads)s::text[]) AS payload;
-=======
+
+-- ===========================================================================
 -- The dashboard and /metrics (pgqueue_ref.dashboard): what an operator looks
 -- at. Read-only statements, each one pass over what it reads; the actions of
 -- the dashboard (retry, cancel, abort) are retry_failed_job and cancel_job
@@ -867,7 +880,8 @@ ORDER BY 1;
 SELECT current_user AS "user", current_database() AS dbname,
        host(inet_server_addr()) AS host, inet_server_port() AS port,
        current_setting('server_version') AS server_version;
-=======
+
+-- ===========================================================================
 -- PgQueuer's queue maintenance, log and statistics (Queries.clear_queue,
 -- queue_log, log_statistics...; issue 21). The log is the view
 -- pgqueue_queue_log of sql/schema.sql: read from the jobs, never written.
@@ -917,3 +931,39 @@ WHERE %(last)s::float8 IS NULL OR created > now() - make_interval(secs => %(last
 GROUP BY date_trunc('second', created), entrypoint, priority, status
 ORDER BY created DESC, entrypoint, priority DESC, status
 LIMIT %(limit)s::integer;
+
+-- ===========================================================================
+-- Retention: what the jobs table costs (pgqueue_ref.table_stats)
+-- ===========================================================================
+
+-- name: jobs_table_stats
+-- The jobs table on disk, and what PostgreSQL's statistics say of its rows.
+-- pg_total_relation_size counts the heap, every index and TOAST: the figure a
+-- disk fills with. Deleting a row frees nothing at once: it stays as a dead
+-- tuple (still on disk, in the heap and in every index) until VACUUM (or
+-- autovacuum) marks its space reusable; even then the file does not shrink,
+-- except for empty pages at its end, but later inserts fill the holes. The
+-- row counts are the statistics' estimates (n_live_tup, n_dead_tup): each
+-- backend reports about once a second while busy, up to 10 s after it goes
+-- idle, or when it ends. The LEFT JOIN and coalesce are for a table without
+-- statistics yet.
+SELECT pg_total_relation_size(c.oid) AS total_bytes,
+       pg_relation_size(c.oid) AS heap_bytes,
+       pg_indexes_size(c.oid) AS index_bytes,
+       coalesce(s.n_live_tup, 0) AS live_rows,
+       coalesce(s.n_dead_tup, 0) AS dead_rows,
+       coalesce(s.vacuum_count, 0) AS vacuums,
+       coalesce(s.autovacuum_count, 0) AS autovacuums,
+       s.last_autovacuum,
+       EXISTS (SELECT FROM pg_stat_progress_vacuum AS p WHERE p.relid = c.oid) AS vacuum_running
+FROM pg_class AS c
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+WHERE c.oid = 'pgqueue_jobs'::regclass;
+
+-- name: heartbeat_schedule
+-- While a schedule's callback runs (status 'picked'), its consumer says so
+-- every few seconds, as PgQueuer does: `pgqueue-ref status` (and whoever
+-- reads the table) can tell a long callback from a consumer that died in one.
+UPDATE pgqueue_schedules
+SET heartbeat = now()
+WHERE id = %(id)s::bigint AND status = 'picked';
