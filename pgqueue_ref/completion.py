@@ -15,7 +15,11 @@ How it learns, in order of speed:
    of those jobs ended (``announce_finished`` in ``sql/queries.sql``). The
    watcher LISTENs there, on one connection for all of its waiters, and
    resolves them from the payload alone: no query, and a job that the worker
-   deleted (``delete_jobs``) still resolves with its outcome.
+   deleted (``delete_jobs``) still resolves with its outcome. Workers announce
+   only while a watcher is registered (table ``pgqueue_watchers``; each watcher
+   adds its row once it listens and touches it every
+   :data:`WATCHER_TOUCH_EVERY` seconds): a NOTIFY serialises its transaction's
+   commit with every other NOTIFYing one, a cost not worth paying for nobody.
 2. **The first look.** Each job id asked about is looked up once (the looks of
    one ``debounce`` window go together in one query): an id with no row raises
    :class:`~pgqueue_ref.exceptions.JobNotFound` rather than waiting forever,
@@ -52,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 #: Where workers announce the outcomes they recorded (see ``announce_finished``).
 FINISHED_CHANNEL = "pgqueue_ref_finished"
+#: Seconds between two touches of a watcher's row (pgqueue_watchers); workers stop
+#: announcing for a row a minute old.
+WATCHER_TOUCH_EVERY = 20.0
 
 #: PgQueuer's terminal statuses (its ``JOB_STATUS`` values a watcher resolves to).
 TerminalStatus: TypeAlias = Literal["successful", "exception", "canceled", "deleted"]
@@ -105,6 +112,7 @@ class CompletionWatcher:
         self._look_soon = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher_id: int | None = None  # its row in pgqueue_watchers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.connector!r}, waiting for {len(self._waiters)} jobs)"
@@ -125,10 +133,24 @@ class CompletionWatcher:
             ready.cancel()
             await self._stop()
             listener.result()
+        # Listening: now ask the workers to announce (they do not while no watcher is
+        # registered). An outcome recorded before this is found by the first look.
+        try:
+            self._watcher_id = await self._manager.register_watcher_async()
+        except BaseException:
+            await self._stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._stay_registered()))
         return self
 
     async def __aexit__(self, *_: object) -> None:
         await self._stop()
+        if self._watcher_id is not None:
+            watcher_id, self._watcher_id = self._watcher_id, None
+            try:
+                await self._manager.unregister_watcher_async(watcher_id)
+            except PgQueueError as error:  # its row goes stale within a minute
+                logger.warning("could not unregister completion watcher %s: %s", watcher_id, error)
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
@@ -237,6 +259,20 @@ class CompletionWatcher:
                 await self._look()
             except PgQueueError as error:
                 logger.warning("could not look at the jobs waited for (%s); will retry", error)
+
+    async def _stay_registered(self) -> None:
+        """Touch the watcher's row so that workers keep announcing (a row a minute old
+        no longer counts: its watcher died); register again if it was deleted."""
+        while True:
+            await asyncio.sleep(WATCHER_TOUCH_EVERY)
+            try:
+                assert self._watcher_id is not None
+                if not await self._manager.touch_watcher_async(self._watcher_id):
+                    self._watcher_id = await self._manager.register_watcher_async()
+            except PgQueueError as error:
+                logger.warning(
+                    "could not keep completion watcher registered (%s); will retry", error
+                )
 
     async def _look(self) -> None:
         """One query for every job still waited for: resolve the finished ones, raise

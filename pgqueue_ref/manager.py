@@ -851,6 +851,22 @@ class JobManager:
             call = Call(QUERIES["announce_finished"], {"payloads": payloads}, _nothing)
             await self.run_async(call)
 
+    async def register_watcher_async(self) -> int:
+        """A completion watcher's row (``register_watcher``): workers announce while it is
+        there. Returns its id, for :meth:`touch_watcher_async` and
+        :meth:`unregister_watcher_async`."""
+        call = Call(QUERIES["register_watcher"], {}, lambda rows: int(rows[0]["id"]))
+        return await self.run_async(call)
+
+    async def touch_watcher_async(self, watcher_id: int) -> bool:
+        """Keep a watcher's row fresh; False if it is gone (then register again)."""
+        call = Call(QUERIES["touch_watcher"], {"id": watcher_id}, bool)
+        return await self.run_async(call)
+
+    async def unregister_watcher_async(self, watcher_id: int) -> None:
+        """Delete a watcher's row (and any left stale by watchers that died)."""
+        await self.run_async(Call(QUERIES["unregister_watcher"], {"id": watcher_id}, _nothing))
+
     async def job_statuses_async(self, job_ids: Iterable[int]) -> dict[int, Status]:
         """The status of each of these jobs that exists."""
         call = Call(

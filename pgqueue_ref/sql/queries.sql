@@ -461,7 +461,7 @@ SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_jobs_lock_idx',
                   'pgqueue_jobs_worker_idx', 'pgqueue_periodic_defers',
-                  'pgqueue_schedules', 'pgqueue_queue_log']) AS name
+                  'pgqueue_schedules', 'pgqueue_queue_log', 'pgqueue_watchers']) AS name
 WHERE to_regclass(name) IS NULL;
 
 -- ===========================================================================
@@ -727,9 +727,27 @@ SELECT id, status FROM pgqueue_jobs WHERE id = ANY(%(ids)s::bigint[]);
 -- up to 200 jobs ended, 'id:status,id:status,...' (a payload must stay under
 -- 8000 bytes): only jobs finish_jobs wrote, so never the outcome of a job
 -- handed to another worker meanwhile, and also the outcome of one it deleted
--- (delete_jobs), which has no row left to look at. Nothing reads the table.
+-- (delete_jobs), which has no row left to look at. It notifies only while a
+-- watcher is registered (pgqueue_watchers, in schema.sql, says why).
 SELECT count(pg_notify('pgqueue_ref_finished', payload)) AS sent
-FROM unnest(%(payloads)s::text[]) AS payload;
+FROM unnest(%(payloads)s::text[]) AS payload
+WHERE EXISTS (SELECT FROM pgqueue_watchers WHERE seen_at > now() - interval '1 minute');
+
+-- name: register_watcher
+-- A completion watcher, once its LISTEN is in place: from now on workers
+-- announce. An outcome recorded before this commit is found by the watcher's
+-- first look at the job, which comes after it.
+INSERT INTO pgqueue_watchers DEFAULT VALUES RETURNING id;
+
+-- name: touch_watcher
+-- A watcher still listening (every WATCHER_TOUCH_EVERY seconds).
+UPDATE pgqueue_watchers SET seen_at = now() WHERE id = %(id)s::bigint RETURNING id;
+
+-- name: unregister_watcher
+-- A watcher that stops listening; rows of watchers that died go stale instead.
+DELETE FROM pgqueue_watchers
+WHERE id = %(id)s::bigint OR seen_at < now() - interval '1 hour'
+RETURNING id;
 
 -- ===========================================================================
 -- The dashboard and /metrics (pgqueue_ref.dashboard): what an operator looks

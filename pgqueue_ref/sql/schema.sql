@@ -173,3 +173,15 @@ SELECT finished_at, id,
 FROM pgqueue_jobs
 WHERE face = 'queue' AND finished_at IS NOT NULL
   AND status IN ('succeeded', 'failed', 'cancelled', 'aborted');
+
+-- Completion watchers (pgqueue_ref.completion.CompletionWatcher), one row
+-- each while it listens. A worker announces the outcomes it recorded only
+-- while a watcher is here (announce_finished): a NOTIFY makes its commit wait
+-- for every other NOTIFYing transaction's (see pgqueue_wake's comment), a
+-- cost that no worker should pay for watchers nobody runs. A watcher touches
+-- its row every WATCHER_TOUCH_EVERY seconds; one that died without deleting
+-- it stops counting a minute later.
+CREATE TABLE IF NOT EXISTS pgqueue_watchers (
+    id      bigserial   PRIMARY KEY,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
