@@ -6,20 +6,23 @@
 -- to $1, $2, ... Every parameter carries an explicit cast (::text[], ...) so
 -- that every driver sends the same types, whatever it would have guessed.
 
--- Waking the workers. Every statement that adds jobs also sends, in the
--- same statement, pg_notify('pgqueue_ref', '<face>:<queue>'): workers LISTEN
--- on that channel and fetch at once instead of at their next poll. NOTIFY is
--- transactional: it goes out when the inserting transaction commits, never
--- before and never after a rollback, and one notification per distinct
--- payload per transaction reaches each listener (PostgreSQL folds repeats).
--- It is sent here rather than by a trigger because a trigger costs more
--- than the insert it follows: a statement-level trigger needs a transition
--- table to learn which queues it touched, and that added about 45 µs to
--- every one-job defer, 15% of its time (docs/benchmarks.md). Jobs inserted
--- by hand with plain SQL wake no one; workers find them at their next poll.
--- A SELECT in a WITH clause runs only if the main query reads it, hence the
--- joins with `woken` below: count(pg_notify(...)) makes it exactly one row,
--- whether it notified or not, so the join keeps every inserted row.
+-- Waking the workers. Every statement that makes jobs ready also calls, in
+-- the same statement, pgqueue_wake(face, queue) (schema.sql), which sends
+-- pg_notify('pgqueue_ref', '<face>:<queue>') when a worker of that queue
+-- sleeps, LISTENing on that channel, and nothing when every worker is busy:
+-- a NOTIFY serialises commits (schema.sql, docs/architecture.md "Wake-ups").
+-- NOTIFY is transactional: it goes out when the inserting transaction
+-- commits, never before and never after a rollback, and one notification
+-- per distinct payload per transaction reaches each listener (PostgreSQL
+-- folds repeats). It is sent here rather than by a trigger because a
+-- trigger costs more than the insert it follows: a statement-level trigger
+-- needs a transition table to learn which queues it touched, and that added
+-- about 45 µs to every one-job defer, 15% of its time (docs/benchmarks.md).
+-- Jobs inserted by hand with plain SQL wake no one; workers find them at
+-- their next poll. A SELECT in a WITH clause runs only if the main query
+-- reads it, hence the joins with `woken` below: count(pgqueue_wake(...))
+-- makes it exactly one row, whether it notified or not, so the join keeps
+-- every inserted row.
 
 -- name: defer_jobs
 -- One statement defers one job or ten thousand: each column arrives as one
@@ -45,7 +48,7 @@ WITH inserted AS (
     ) AS job(queue, task_name, args, payload, priority, lock, queueing_lock, schedule_at, schedule_in)
     RETURNING id, queue
 ), woken AS (
-    SELECT count(pg_notify('pgqueue_ref', %(face)s::text || ':' || queue))
+    SELECT count(pgqueue_wake(%(face)s::text, queue))
     FROM (SELECT DISTINCT queue FROM inserted) AS queues
 )
 SELECT id FROM inserted, woken;
@@ -69,7 +72,7 @@ WITH inserted AS (
     FROM jsonb_array_elements(%(args)s::jsonb) AS job(args)
     RETURNING id
 ), woken AS (
-    SELECT count(pg_notify('pgqueue_ref', %(face)s::text || ':' || %(queue)s::text))
+    SELECT count(pgqueue_wake(%(face)s::text, %(queue)s::text))
     WHERE EXISTS (SELECT FROM inserted)
 )
 SELECT id FROM inserted, woken;
@@ -79,8 +82,8 @@ SELECT id FROM inserted, woken;
 -- one by one is the common case, and a one-row INSERT ... VALUES costs less
 -- than unnest() over nine one-element arrays: about 40 µs less server time
 -- per job, measured, and the client sends plain values instead of arrays.
--- (A function in FROM may read the FROM items before it, so pg_notify runs
--- once, for the one row inserted.)
+-- (A function in FROM may read the FROM items before it, so pgqueue_wake
+-- runs once, for the one row inserted.)
 WITH inserted AS (
     INSERT INTO pgqueue_jobs
         (face, queue, task_name, args, payload, priority, lock, queueing_lock, scheduled_at)
@@ -92,7 +95,7 @@ WITH inserted AS (
     )
     RETURNING id, face, queue
 )
-SELECT id FROM inserted, pg_notify('pgqueue_ref', face || ':' || queue) AS woken;
+SELECT id FROM inserted, pgqueue_wake(face, queue) AS woken;
 
 -- name: fetch_jobs
 -- Claim up to `limit` waiting jobs for one worker, in one round trip.
@@ -317,7 +320,7 @@ WITH retried AS (
     WHERE id = %(id)s::bigint AND status = 'failed'
     RETURNING id, face, queue
 )
-SELECT id FROM retried, pg_notify('pgqueue_ref', face || ':' || queue) AS woken;
+SELECT id FROM retried, pgqueue_wake(face, queue) AS woken;
 
 -- name: status_counts
 SELECT face, queue, status, count(*) AS count
@@ -398,7 +401,7 @@ WITH period AS (
       AND defer_timestamp < %(defer_timestamp)s::bigint - %(max_delay)s::bigint
       AND EXISTS (SELECT FROM period)
 )
-SELECT id FROM inserted, pg_notify('pgqueue_ref', 'app:' || queue) AS woken;
+SELECT id FROM inserted, pgqueue_wake('app', queue) AS woken;
 
 -- name: periodic_defers
 -- For people and tests: the periods deferred, newest first.
@@ -417,7 +420,7 @@ SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_jobs_lock_idx',
                   'pgqueue_jobs_worker_idx', 'pgqueue_periodic_defers',
-                  'pgqueue_schedules']) AS name
+                  'pgqueue_schedules', 'pgqueue_listeners']) AS name
 WHERE to_regclass(name) IS NULL;
 
 -- ===========================================================================
@@ -533,3 +536,46 @@ ORDER BY entrypoint, expression;
 -- in transaction mode) it never does: the LISTEN's server connection went back
 -- to the pool when its statement ended, and NOTIFYs go to whoever holds it now.
 SELECT pg_notify(%(channel)s, %(payload)s)::text AS sent
+
+-- ===========================================================================
+-- Wake-ups of the App face: NOTIFY only while a worker sleeps (issue 17).
+-- The protocol, and why no wake-up is lost: schema.sql (pgqueue_wake) and
+-- docs/architecture.md, "Wake-ups".
+-- ===========================================================================
+
+-- name: go_idle
+-- A worker that found nothing to claim marks itself idle, then tries the
+-- wake lock in EXCLUSIVE mode without waiting, in the same transaction.
+-- settled = true: no defer held the lock, so every defer that read the flags
+-- before this commit has committed its job, and the worker's next claim
+-- sees it; every defer after this commit sees the flag and notifies. Only
+-- then may the worker sleep until a NOTIFY (after that one more claim).
+-- settled = false: a defer was between its read of the flags and its
+-- commit; it may have read them without ours: look again soon instead.
+-- No row: our worker row is gone (we were presumed dead): do not sleep on it.
+-- Never a wait: a defer in a long transaction holds the lock SHARED until it
+-- commits, and an EXCLUSIVE request that waited would queue every later
+-- defer behind it. Losing this row in a crash only costs a poll.
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), flag AS (
+    INSERT INTO pgqueue_listeners (worker_id, face, queues, idle)
+    SELECT %(worker_id)s::bigint, %(face)s::text, %(queues)s::text[], true
+    FROM no_flush_wait
+    WHERE EXISTS (SELECT FROM pgqueue_workers WHERE id = %(worker_id)s::bigint)
+    ON CONFLICT (worker_id) DO UPDATE
+        SET idle = true, face = excluded.face, queues = excluded.queues
+    RETURNING worker_id
+)
+SELECT pg_try_advisory_xact_lock(1885827442, 1) AS settled FROM flag;
+
+-- name: worker_busy
+-- A claim brought jobs: defers need not wake this worker any more. An update
+-- of a column no index holds: HOT, and no flush wait (losing it costs one
+-- needless NOTIFY).
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+)
+UPDATE pgqueue_listeners SET idle = false
+FROM no_flush_wait
+WHERE worker_id = %(worker_id)s::bigint AND idle;
