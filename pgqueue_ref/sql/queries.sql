@@ -171,10 +171,16 @@ WITH done AS (
         %(handed_backs)s::boolean[]
     ) AS done(id, status, error, retry_in, handed_back)
 ), deleted AS (
+    -- The ids to delete, as one array computed once: a join with `done` here
+    -- let the planner, on a table never analysed (one 'doing' job expected),
+    -- rescan `done` for every job of this worker: 0.8 s for a flush of 3,000
+    -- outcomes with nothing to delete (the drain fell from ~40k to ~1.5k
+    -- jobs/s), 8 s with delete_jobs='successful'. The cardinality test is a
+    -- one-time filter: with nothing to delete (the default) no scan at all.
     DELETE FROM pgqueue_jobs AS job
-    USING done
-    WHERE job.id = done.id
-      AND done.status = ANY(%(delete_statuses)s::text[])
+    WHERE cardinality(%(delete_statuses)s::text[]) > 0
+      AND job.id = ANY(ARRAY(
+            SELECT id FROM done WHERE status = ANY(%(delete_statuses)s::text[])))
       AND job.status = 'doing'
       AND job.worker_id = %(worker_id)s::bigint
     RETURNING job.id
