@@ -15,7 +15,7 @@ from .producers import BARE, BARE_NOTIFY, KINDS, OURS, OURS_ALWAYS, SCHEMA_INSER
 from .runner import Check, MemoryCurve
 from .subject import Subject
 
-__all__ = ["COLUMNS", "Measurement", "Results", "plot_scaling"]
+__all__ = ["COLUMNS", "Measurement", "Results", "plot_scaling", "records", "scaling_figure"]
 
 #: operation -> (column title, unit, higher is better)
 COLUMNS: dict[str, tuple[str, str, bool]] = {
@@ -64,6 +64,37 @@ class Results:
     producers: dict[tuple[str, int, str], ProducerRun] = field(default_factory=dict)
     #: (subject, worker processes) -> drain jobs/s of each round.
     scaling: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> Results:
+        """A run read back from its JSON (:meth:`to_json`): every table and ratio of the
+        run, without re-running it (notebook 08 reads the committed run this way)."""
+        saved = json.loads(text)
+        subjects = [_saved_subject(s, saved["measurements"]) for s in saved["subjects"]]
+        results = cls(subjects, saved["meta"].get("repeat", 1), meta=saved["meta"])
+        for m in saved["measurements"]:
+            key = (m["subject"], m["operation"])
+            results.measurements[key] = Measurement(
+                m["subject"], m["operation"], m["jobs"], m["values"]
+            )
+        fields = ("subject", "operation", "expected", "runs", "distinct", "unfinished")
+        results.checks = [Check(*(c[f] for f in fields)) for c in saved["checks"]]
+        results.memory = [
+            MemoryCurve(m["subject"], m["jobs"], m["seconds"], [tuple(x) for x in m["samples"]])
+            for m in saved["memory"]
+        ]
+        results.failures = dict(saved["failures"])
+        for r in saved.get("producers", []):
+            run = ProducerRun(r["kind"], r["producers"], r["worker"], r["jobs"], r["values"])
+            results.producers[(run.kind, run.producers, run.worker)] = run
+        for r in saved.get("scaling", []):
+            results.scaling[(r["subject"], r["processes"])] = r["values"]
+        return results
+
+    @classmethod
+    def read(cls, path: Path | str) -> Results:
+        """:meth:`from_json` of a file."""
+        return cls.from_json(Path(path).read_text())
 
     def add(self, subject: str, operation: str, jobs: int, value: float) -> None:
         key = (subject, operation)
@@ -391,10 +422,19 @@ class Results:
         )
 
     def plot(self, path: Path) -> None:
-        """One panel per operation: a bar per subject (median), whiskers min–max."""
+        """:meth:`figure`, written to ``path`` (PNG)."""
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure = self.figure()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+
+    def figure(self) -> Any:
+        """One panel per operation: a bar per subject (median), whiskers min–max."""
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -456,17 +496,70 @@ class Results:
             fontsize=9,
         )
         figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
+        return figure
+
+    def per_job_records(self) -> list[dict[str, Any]]:
+        """Each rate turned around: microseconds per job, one by one, in a batch, drained."""
+        ops = {"1 by 1": "enqueue_one", "batch": "enqueue_batch", "drain": "drain"}
+        rows = []
+        for subject in self.subjects:
+            row: dict[str, Any] = {"subject": subject.name}
+            for title, op in ops.items():
+                rate = self.median(subject, op)
+                row[f"µs per job, {title}"] = f"{1e6 / rate:.1f}" if rate else "—"
+            rows.append(row)
+        return rows
+
+    def meta_records(self) -> list[dict[str, Any]]:
+        """Which command wrote the run, when, on what, with which versions and sizes."""
+        keys = ("command", "date", "server", "cpus", "python", "repeat", "versions", "sizes")
+        return [{"": key, "value": self.meta.get(key)} for key in keys]
+
+
+def records(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[dict[str, str]]:
+    """A table of the report (``results.ratio_rows()``...) as one dict per row, for
+    :func:`pgqueue_ref.display.table`."""
+    return [dict(zip(headers, row)) for row in rows]
+
+
+def _never(*_: Any) -> Any:
+    raise RuntimeError("a subject read back from JSON cannot be measured again")
+
+
+def _saved_subject(saved: dict[str, Any], measurements: list[dict[str, Any]]) -> Subject:
+    """A subject as the JSON describes it: its name and settings, nothing to run."""
+    measured = {m["operation"] for m in measurements if m["subject"] == saved["name"]}
+    worker = saved.get("worker", "drain" in measured)  # older files have no "worker"
+    return Subject(
+        name=saved["name"],
+        driver=saved["driver"],
+        family=saved["family"],
+        settings=saved["settings"],
+        setup=_never,
+        unfinished=_never,
+        async_client=_never if worker else None,
+        sync_client=None if worker else _never,
+        worker=_never if worker else None,
+        direct=saved.get("direct"),
+    )
 
 
 def plot_scaling(results: Results, path: Path) -> None:
-    """Two panels: jobs/s by number of producers (each kind, with and without a busy
-    worker), and drain jobs/s by number of worker processes."""
+    """:func:`scaling_figure`, written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = scaling_figure(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def scaling_figure(results: Results) -> Any:
+    """Two panels: jobs/s by number of producers (each kind, with and without a busy
+    worker), and drain jobs/s by number of worker processes."""
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -498,9 +591,7 @@ def plot_scaling(results: Results, path: Path) -> None:
         f"{results.meta.get('server', '')}, {results.meta.get('cpus')} CPUs", fontsize=9
     )
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure
 
 
 def _rate(value: float | None) -> str:
