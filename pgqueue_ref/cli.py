@@ -337,7 +337,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import Sizes, run_bench
 
     sizes = Sizes(one_by_one=args.one_by_one_jobs, batch=args.jobs, drain=args.jobs,
-                  latency_samples=args.latency_samples, memory=args.memory_jobs)  # fmt: skip
+                  latency_samples=args.latency_samples, memory=args.memory_jobs,
+                  producer_jobs=args.producer_jobs)  # fmt: skip
     results = run_bench(sizes=sizes, repeat=args.repeat, subjects=args.subjects, operations=args.operations,
                         output=args.output, plot=args.plot, pgbouncer=args.pgbouncer,
                         command=" ".join(["python -m pgqueue_ref", *sys.argv[1:]]))  # fmt: skip
@@ -512,10 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--memory-jobs", type=_positive, default=50_000,
                        help="jobs drained while the worker's memory is sampled")  # fmt: skip
+    bench.add_argument("--producer-jobs", type=_positive, default=3000,
+                       help="jobs per kind of producer and round of the producers scenario")  # fmt: skip
     bench.add_argument("--repeat", type=_positive, default=3, help="repetitions (default 3)")
     bench.add_argument("--subjects", nargs="+", metavar="TEXT",
                        help="only subjects whose name contains one of these (default: all installed)")  # fmt: skip
-    operations = ["enqueue_one", "enqueue_batch", "drain", "latency", "memory"]
+    operations = ["enqueue_one", "enqueue_batch", "drain", "latency", "memory", "producers",
+                  "scaling"]  # fmt: skip
     bench.add_argument(
         "--operations", nargs="+", choices=operations, default=operations, help="what to measure"
     )

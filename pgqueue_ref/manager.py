@@ -254,6 +254,10 @@ def _deleted(rows: list[Row]) -> int:
     return int(rows[0]["deleted"])
 
 
+def _settled(rows: list[Row]) -> bool | None:
+    return bool(rows[0]["settled"]) if rows else None
+
+
 def _one_id(rows: list[Row]) -> int:
     return int(rows[0]["id"])
 
@@ -473,6 +477,28 @@ class JobManager:
         return await self.run_async(
             Call(QUERIES["register_worker"], {"name": name, "session_tag": session_tag}, _one_id)
         )
+
+    # -- wake-ups (App face): NOTIFY only while a worker sleeps ---------------
+
+    async def go_idle_async(
+        self, face: Face, worker_id: int, queues: Sequence[str] | None = None
+    ) -> bool | None:
+        """Mark ``worker_id`` idle, so that defers for ``queues`` of ``face`` NOTIFY.
+
+        True: settled, no defer can have missed the mark (claim once more, then sleep
+        until a NOTIFY); False: a defer was in flight, look again soon; None: the
+        worker row is gone. (``go_idle`` in queries.sql says why.)"""
+        params = {
+            "face": face.value,
+            "worker_id": worker_id,
+            "queues": list(queues) if queues is not None else None,
+        }
+        return await self.run_async(Call(QUERIES["go_idle"], params, _settled))
+
+    async def worker_busy_async(self, worker_id: int) -> None:
+        """Unmark ``worker_id``: defers need not wake it."""
+        call = Call(QUERIES["worker_busy"], {"worker_id": worker_id}, _nothing)
+        await self.run_async(call)
 
     async def notify_probe_async(self, channel: str, payload: str) -> None:
         """NOTIFY ``channel`` with ``payload``: a worker checking that its LISTEN hears."""

@@ -1,7 +1,8 @@
 """How long an idle worker takes to start a job: measured, and said in words that stay put.
 
-An idle worker sleeps until a notification wakes it (``LISTEN``, sent by every
-job insert), or until its next poll (``polling_interval``, 1 s by default).
+An idle worker sleeps until a notification wakes it (``LISTEN``; a job insert
+sends one while a worker of its queue is idle, see docs/architecture.md,
+"Wake-ups"), or until its next poll (``polling_interval``, 1 s by default).
 Behind a transaction pooler its LISTEN goes deaf (see :mod:`pgqueue_ref.pooler`)
 and only the polls are left. :func:`measure_wake_ups` shows the difference on a
 real connector: it runs a worker, defers jobs at a steady pace that has nothing

@@ -26,7 +26,11 @@ the Queue face calls an entrypoint with the job). Its parts::
   the jobs that succeeded (or finished) instead of keeping them.
 * **Listener.** LISTEN on the ``pgqueue_ref`` channel (or ``channel=``); a NOTIFY for one of our
   queues wakes the fetcher at once. Without it (or while it reconnects) the
-  fetcher polls every ``polling_interval`` seconds.
+  fetcher polls every ``polling_interval`` seconds. An App-face fetcher that
+  finds nothing marks itself idle before it sleeps (``go_idle``), and defers
+  NOTIFY only while some worker of their queue is so marked: a NOTIFY
+  serialises commits, and a busy worker needs none (docs/architecture.md,
+  "Wake-ups").
 * **Heartbeat.** Our row in ``pgqueue_workers`` is refreshed every
   ``heartbeat_interval`` seconds; jobs of workers silent for ``stalled_after``
   seconds go back to the queue.
@@ -96,6 +100,10 @@ __all__ = ["JobHandler", "Runnable", "Worker", "WorkerStats"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds before a worker whose idle mark did not settle (a defer was in flight)
+#: tries again; doubled each time, up to ``polling_interval``.
+UNSETTLED_WAIT = 0.002
+
 
 @dataclass(frozen=True, slots=True)
 class Runnable:
@@ -129,6 +137,8 @@ class WorkerStats:
     aborted: int = field(default=0, repr=False)
     #: Jobs given up by a fence: async jobs cancelled, claimed jobs dropped unstarted.
     fenced: int = field(default=0, repr=False)
+    #: Times it settled as idle (marked so that defers NOTIFY it) and went to sleep.
+    idle_marks: int = field(default=0, repr=False)
 
     @property
     def finished(self) -> int:
@@ -245,6 +255,12 @@ class Worker:
         self._claim_size = ClaimSize(prefetch, start=concurrency)
         self.wait = wait
         self.listen = listen
+        # Wake-ups: an App-face worker that listens marks itself idle before it
+        # sleeps, and defers NOTIFY only while such a mark exists (go_idle in
+        # queries.sql). _idle_as: the worker id the mark was made under, or None.
+        self._marks_idle = face == Face.APP and listen and wait and channel == CHANNEL
+        self._idle_as: int | None = None
+        self._unsettled_wait = UNSETTLED_WAIT
         self.polling_interval = polling_interval
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
@@ -459,7 +475,7 @@ class Worker:
             return False
         if not self.wait:
             return await self._drained()
-        await _wait(self._wake, self.polling_interval)
+        await self._sleep_when_empty()
         return False
 
     async def _release_orphans(self) -> None:
@@ -525,6 +541,8 @@ class Worker:
             now = time.monotonic()
             self._buffer.extend((job, now) for job in jobs)
             self._jobs_ready.set()
+            if self._idle_as is not None:
+                await self._mark_busy()
         return len(jobs)
 
     async def _fetch(self, limit: int) -> list[Job]:
@@ -559,6 +577,45 @@ class Worker:
         return await self.manager.fetch_async(
             self.face, self.worker_id, limit, self.queues, self.task_names
         )
+
+    # -- wake-ups (App face): NOTIFY only while a worker sleeps -----------------
+
+    async def _sleep_when_empty(self) -> None:
+        """Nothing to claim: sleep until a NOTIFY (or the next poll).
+
+        A worker that listens first marks itself idle (``go_idle``), so that defers
+        notify it, and sleeps only once that mark is *settled*: no defer can have
+        read the marks before ours went in and still be uncommitted. Then it claims
+        once more (a defer that committed meanwhile notified no one) and sleeps. Not
+        settled: a defer was in flight; look again after a short, growing wait."""
+        if not (self._marks_idle and self.listening.is_set()) or self.fenced:
+            await _wait(self._wake, self.polling_interval)
+            return
+        assert self.worker_id is not None
+        worker_id = self.worker_id
+        settled = await self.manager.go_idle_async(self.face, worker_id, self.queues)
+        if settled is None:  # our row is gone: the heartbeat registers us again
+            await _wait(self._wake, self.polling_interval)
+            return
+        self._idle_as = worker_id
+        if not settled:
+            await _wait(self._wake, self._unsettled_wait)
+            self._unsettled_wait = min(self._unsettled_wait * 2, self.polling_interval)
+            return
+        self._unsettled_wait = UNSETTLED_WAIT
+        self.stats.idle_marks += 1
+        if not await self._claim():
+            await _wait(self._wake, self.polling_interval)
+
+    async def _mark_busy(self) -> None:
+        """A claim brought jobs: defers need not notify us any more. A failure only
+        costs needless NOTIFYs until the next mark."""
+        worker_id, self._idle_as = self._idle_as, None
+        assert worker_id is not None
+        try:
+            await self.manager.worker_busy_async(worker_id)
+        except ConnectorException as error:
+            logger.debug("could not unmark the worker as idle (%s)", error)
 
     async def _drained(self) -> bool:
         """Drain mode: nothing was ready. Done, unless running jobs may still
@@ -808,6 +865,7 @@ class Worker:
             logger.warning("could not check that LISTEN hears (%s); polling meanwhile", error)
         else:
             self.listening.set()
+            self._wake.set()  # a sleeping fetcher may now mark itself idle (and be notified)
         finally:
             self._probe = None
 

@@ -77,13 +77,16 @@ async def test_batch_defer_is_one_statement_and_returns_ids_in_order(
 async def test_every_way_of_deferring_wakes_workers_once_per_queue(
     app: pgqueue_ref.App, dsn: str
 ) -> None:
-    """The insert statements send the NOTIFY themselves (no trigger): check each one."""
+    """The insert statements send the NOTIFY themselves (no trigger), while a worker of
+    their queues is idle: check each one."""
 
     @app.task(name="t", queue="q1")
     async def t(n: int) -> None: ...
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
         await listener.execute("LISTEN pgqueue_ref")
+        worker_id = await app.job_manager.register_worker_async("idle listener")
+        assert await app.job_manager.go_idle_async(Face.APP, worker_id) is True
 
         async def received() -> list[str]:
             return sorted([n.payload async for n in listener.notifies(timeout=0.3)])

@@ -19,7 +19,20 @@ from pgqueue_ref.bench.report import Results
 from pgqueue_ref.bench.runner import Check, MemoryCurve
 from pgqueue_ref.pooler import PgBouncer, PgBouncerError
 
-TINY = Sizes(one_by_one=20, batch=200, drain=300, latency_samples=5, latency_gap=0.0, memory=400)
+TINY = Sizes(
+    one_by_one=20,
+    batch=200,
+    drain=300,
+    latency_samples=5,
+    latency_gap=0.0,
+    memory=400,
+    producer_jobs=40,
+    producers=(1, 4),
+    scaling_jobs=300,
+    processes=(1, 2),
+)
+FIVE = ["enqueue_one", "enqueue_batch", "drain", "latency", "memory"]
+MINIMAL = "minimal SQL loop (asyncpg)"
 
 
 def test_a_check_fails_on_a_job_run_twice_a_job_lost_or_a_job_left() -> None:
@@ -40,7 +53,7 @@ def test_a_drain_counts_runs_and_repeats_without_keeping_them() -> None:
 
 
 def test_the_plan_interleaves_subjects_so_they_share_the_machine_drift() -> None:
-    subjects = select_subjects(["pgqueue_ref PsycopgConnector", "minimal"])
+    subjects = select_subjects(["pgqueue_ref PsycopgConnector", MINIMAL])
     steps = [(s.name[:5], op) for s, op in plan(subjects, ["enqueue_one", "drain"], repeat=2)]
     assert (
         steps
@@ -80,7 +93,8 @@ def test_a_small_run_measures_checks_and_draws(tmp_path: Path) -> None:
     results = run_bench(
         sizes=TINY,
         repeat=1,
-        subjects=["pgqueue_ref PsycopgConnector", "minimal"],
+        subjects=["pgqueue_ref PsycopgConnector", MINIMAL],
+        operations=FIVE,
         output=tmp_path / "bench.json",
         plot=tmp_path / "bench.png",
         out=out,
@@ -106,13 +120,43 @@ def test_ratios_compare_each_subject_with_the_references() -> None:
     results = Results(subjects, repeat=1)
     for name, rate in (
         ("pgqueue_ref PsycopgConnector", 900.0),
-        ("minimal SQL loop (asyncpg)", 1000.0),
+        (MINIMAL, 1000.0),
+        ("minimal SQL loop on pgqueue_ref's table (asyncpg)", 950.0),
     ):
         results.add(name, "enqueue_one", 10, rate)
     results.add("pgqueue_ref PsycopgConnector", "latency_p50", 10, 3.5)
-    results.add("minimal SQL loop (asyncpg)", "latency_p50", 10, 3.0)
+    results.add(MINIMAL, "latency_p50", 10, 3.0)
     _, rows = results.ratio_rows()
-    assert rows == [["pgqueue_ref PsycopgConnector", "0.90×", "—", "—", "—", "—", "+0.50"]]
+    assert rows == [
+        ["pgqueue_ref PsycopgConnector", "0.90×", "—", "—", "0.95×"] + ["—"] * 5 + ["+0.50"]
+    ]
+    assert results.limit_rows()[1] == [
+        ["minimal SQL loop on pgqueue_ref's table (asyncpg)", "0.95×", "—", "—"]
+    ]
+
+
+def test_producers_and_scaling_run_small_and_check_every_job(tmp_path: Path) -> None:
+    """Concurrent producers (no worker, a busy worker) and drains by 1 and 2 processes."""
+    out = io.StringIO()
+    results = run_bench(
+        sizes=TINY,
+        repeat=1,
+        subjects=["pgqueue_ref AsyncpgConnector", MINIMAL],
+        operations=["producers", "scaling"],
+        output=tmp_path / "bench.json",
+        out=out,
+    )
+    assert results.failures == {}, out.getvalue()
+    assert len(results.producers) == 5 * 2 * 2  # kinds x counts x (no worker, busy)
+    assert {(name, k) for name, k in results.scaling} == {
+        (s, k) for s in ("pgqueue_ref AsyncpgConnector", MINIMAL) for k in (1, 2)
+    }
+    assert len(results.checks) == 4 and all(check.ok for check in results.checks)
+    headers, rows = results.producer_ratio_rows()
+    assert headers == ["ratio", "worker", "P = 1", "P = 4"] and len(rows) == 10
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert len(saved["producers"]) == 20 and len(saved["scaling"]) == 4
+    assert "drain by 2 processes" in out.getvalue()
 
 
 @pytest.mark.skipif(
@@ -146,7 +190,7 @@ def test_each_subject_of_pgqueue_ref_and_only_those_has_a_pooled_twin() -> None:
 
 
 def test_pooled_selection_puts_each_twin_beside_its_subject() -> None:
-    chosen = select_subjects(["pgqueue_ref PsycopgConnector", "minimal"], pooled=True)
+    chosen = select_subjects(["pgqueue_ref PsycopgConnector", MINIMAL], pooled=True)
     assert [s.name for s in chosen] == [
         "pgqueue_ref PsycopgConnector",
         "pgqueue_ref PsycopgConnector via PgBouncer",
@@ -196,7 +240,7 @@ def test_a_small_pooled_run_measures_every_twin_through_pgbouncer(
     results = run_bench(
         sizes=TINY,
         repeat=1,
-        subjects=["pgqueue_ref PsycopgConnector", "pgqueue_ref AsyncpgConnector", "minimal"],
+        subjects=["pgqueue_ref PsycopgConnector", "pgqueue_ref AsyncpgConnector", MINIMAL],
         operations=["enqueue_one", "enqueue_batch", "drain", "latency"],
         pgbouncer=True,
         out=out,

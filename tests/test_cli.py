@@ -79,7 +79,8 @@ def test_schema_check_then_apply(empty_dsn: str) -> None:
         (
             "schema missing: pgqueue_jobs, pgqueue_workers, pgqueue_jobs_fetch_idx, "
             "pgqueue_jobs_queueing_lock_idx, pgqueue_jobs_lock_idx, pgqueue_jobs_worker_idx, "
-            "pgqueue_periodic_defers, pgqueue_schedules, pgqueue_queue_log (run 'schema apply')"
+            "pgqueue_periodic_defers, pgqueue_schedules, pgqueue_queue_log, pgqueue_watchers, "
+            "pgqueue_listeners (run 'schema apply')"
         ),
     )
     assert run("schema", "apply", dsn=empty_dsn).stdout.strip() == "schema applied"

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -40,15 +41,20 @@ import psycopg
 from .. import embedded
 from ..pooler import find_pgbouncer
 from . import runner
+from .minimal import MINIMAL
 from .pooled import require_pgbouncer, running_pgbouncer
+from .producers import measure_producers
 from .registry import POOLED, SUBJECTS
-from .report import Results
+from .report import Results, plot_scaling
 from .runner import Sizes
 from .subject import Subject
 
 __all__ = ["OPERATIONS", "POOLED", "SUBJECTS", "Results", "Sizes", "run_bench", "select_subjects"]
 
-OPERATIONS = ("enqueue_one", "enqueue_batch", "drain", "latency", "memory")
+OPERATIONS = ("enqueue_one", "enqueue_batch", "drain", "latency", "memory", "producers", "scaling")
+
+#: The subjects whose drain is measured with 1, 2, 4... worker processes (``scaling``).
+SCALING = ("pgqueue_ref AsyncpgConnector", "pgqueue_ref PsycopgConnector", MINIMAL)
 
 
 def select_subjects(patterns: Sequence[str] | None, *, pooled: bool = False) -> list[Subject]:
@@ -103,22 +109,61 @@ async def _measure(
     subjects: list[Subject], operations: Sequence[str], sizes: Sizes, repeat: int, out: TextIO
 ) -> Results:
     results = Results(subjects, repeat)
-    plan = _plan(subjects, operations, repeat)
-    for done, (subject, operation) in enumerate(plan, start=1):
-        if subject.name in results.failures:
+    plan: list[tuple[str, str, Callable[[], Awaitable[str]]]] = [
+        (subject.name, operation, functools.partial(_one, results, subject, operation, sizes))
+        for subject, operation in _plan(subjects, operations, repeat)
+    ]
+    plan += _rounds(results, subjects, operations, sizes, repeat)
+    for done, (name, operation, step) in enumerate(plan, start=1):
+        if name in results.failures:
             continue
-        prefix = f"\r[{done}/{len(plan)}] {subject.name}: "
+        prefix = f"\r[{done}/{len(plan)}] {name}: "
         print((prefix + f"{operation} ...").ljust(100), end="", file=out, flush=True)
         try:
-            text = await _one(results, subject, operation, sizes)
+            text = await step()
         except Exception as error:  # noqa: BLE001 - one subject failing must not hide the others
-            results.failures[subject.name] = f"{operation}: {error}"
-            print(f"\n{subject.name} failed during {operation}:", file=out)
+            results.failures[name] = f"{operation}: {error}"
+            print(f"\n{name} failed during {operation}:", file=out)
             traceback.print_exception(error, file=out)
             continue
         print((prefix + text).ljust(100), end="", file=out, flush=True)
     print(file=out)
     return results
+
+
+def _rounds(
+    results: Results, subjects: list[Subject], operations: Sequence[str], sizes: Sizes, repeat: int
+) -> list[tuple[str, str, Callable[[], Awaitable[str]]]]:
+    """The steps of ``producers`` and ``scaling``, round-robin like the others."""
+    steps: list[tuple[str, str, Callable[[], Awaitable[str]]]] = []
+    scaling = [s for s in subjects if s.name in SCALING]
+    for _ in range(repeat):
+        if "producers" in operations:
+            steps += [
+                (
+                    "producers",
+                    f"{p} producers, worker {worker}",
+                    functools.partial(
+                        measure_producers, results.producers, p, worker, sizes.producer_jobs
+                    ),
+                )
+                for worker in ("none", "busy")
+                for p in sizes.producers
+            ]
+        if "scaling" in operations:
+            steps += [
+                (s.name, f"drain by {k} processes", functools.partial(_scale, results, s, k, sizes))
+                for s in scaling
+                for k in sizes.processes
+            ]
+    return steps
+
+
+async def _scale(results: Results, subject: Subject, processes: int, sizes: Sizes) -> str:
+    rate, check = await runner.drain_processes(subject, sizes.scaling_jobs, processes)
+    results.scaling.setdefault((subject.name, processes), []).append(rate)
+    results.checks.append(check)
+    return f"drain by {processes} processes {rate:,.0f} jobs/s"
 
 
 async def _one(results: Results, subject: Subject, operation: str, sizes: Sizes) -> str:
@@ -237,6 +282,10 @@ def run_bench(
         try:
             results.plot(plot)
             print(f"wrote {plot}", file=out)
+            if results.producers or results.scaling:
+                beside = plot.with_name(plot.stem + "-scaling" + plot.suffix)
+                plot_scaling(results, beside)
+                print(f"wrote {beside}", file=out)
         except ImportError:
             print("matplotlib is not installed: no plot (pip install matplotlib)", file=out)
     return results

@@ -1,4 +1,4 @@
-"""The reference: the least SQL a PostgreSQL queue can send, on asyncpg.
+"""The references: the least SQL a PostgreSQL queue can send, on asyncpg.
 
 No library, no retries, no locks, no heartbeat: a table, a statement-level
 NOTIFY trigger to wake the worker, and a worker of ``CONNECTIONS`` loops, each
@@ -6,6 +6,12 @@ claiming ``BATCH`` jobs per transaction with ``FOR UPDATE SKIP LOCKED``,
 running them, and deleting them in one statement. Whatever a real queue does
 on top of this costs something; this subject shows how close to the limit the
 others come.
+
+Two limits, the same loop on two tables: :func:`minimal_loop` on a two-column
+table (the least a queue can write), and :func:`schema_loop` on pgqueue_ref's
+own ``pgqueue_jobs``, with every column and index of our schema (the least
+*our table* lets a queue write). The gap between them is the schema's cost;
+the gap between the second and pgqueue_ref's subjects is our code's.
 """
 
 from __future__ import annotations
@@ -14,11 +20,20 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .subject import AsyncClient, BenchWorker, JobHook, Subject, count, execute
 
-__all__ = ["BATCH", "CONNECTIONS", "SCHEMA", "minimal_loop"]
+__all__ = [
+    "BATCH",
+    "CONNECTIONS",
+    "MINIMAL",
+    "SCHEMA",
+    "SCHEMA_LIMIT",
+    "minimal_loop",
+    "schema_loop",
+]
 
 BATCH = 100
 CONNECTIONS = 4
@@ -39,18 +54,73 @@ CREATE TRIGGER minimal_jobs_notify AFTER INSERT ON minimal_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION minimal_jobs_notify();
 """
 
-INSERT_ONE = "INSERT INTO minimal_jobs (args) VALUES ($1::jsonb)"
-INSERT_MANY = "INSERT INTO minimal_jobs (args) SELECT * FROM unnest($1::jsonb[])"
-CLAIM = f"SELECT id, args FROM minimal_jobs ORDER BY id LIMIT {BATCH} FOR UPDATE SKIP LOCKED"
-DELETE = "DELETE FROM minimal_jobs WHERE id = ANY($1::bigint[])"
+#: The names of the two limits, as the tables and the ratios find them.
+MINIMAL = "minimal SQL loop (asyncpg)"
+SCHEMA_LIMIT = "minimal SQL loop on pgqueue_ref's table (asyncpg)"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    insert_one: str
+    insert_many: str
+    claim: str
+    delete: str
+    table: str
+
+
+_MINIMAL = _Statements(
+    insert_one="INSERT INTO minimal_jobs (args) VALUES ($1::jsonb)",
+    insert_many="INSERT INTO minimal_jobs (args) SELECT * FROM unnest($1::jsonb[])",
+    claim=f"SELECT id, args FROM minimal_jobs ORDER BY id LIMIT {BATCH} FOR UPDATE SKIP LOCKED",
+    delete="DELETE FROM minimal_jobs WHERE id = ANY($1::bigint[])",
+    table="minimal_jobs",
+)
+
+#: The same loop on our table: every column (their defaults), every index, our fetch
+#: index's order; the same NOTIFY trigger (our schema has none: our statements notify).
+_ON_OUR_TABLE = _Statements(
+    insert_one="INSERT INTO pgqueue_jobs (task_name, args) VALUES ('noop', $1::jsonb)",
+    insert_many="INSERT INTO pgqueue_jobs (task_name, args) "
+    "SELECT 'noop', a FROM unnest($1::jsonb[]) AS a",
+    claim="SELECT id, args FROM pgqueue_jobs WHERE status = 'todo' AND face = 'app' "
+    f"ORDER BY priority DESC, id LIMIT {BATCH} FOR UPDATE SKIP LOCKED",
+    delete="DELETE FROM pgqueue_jobs WHERE id = ANY($1::bigint[])",
+    table="pgqueue_jobs",
+)
+
+#: The one-job insert of the minimal loop (tools/defer_costs.py times it).
+INSERT_ONE = _MINIMAL.insert_one
+
+_TRIGGER_ON_OUR_TABLE = """
+CREATE FUNCTION minimal_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('minimal_jobs', '');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER minimal_jobs_notify AFTER INSERT ON pgqueue_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION minimal_jobs_notify();
+"""
 
 
 def minimal_loop() -> Subject:
+    """The limit of a queue: a two-column table."""
+    return _loop(MINIMAL, _MINIMAL, SCHEMA)
+
+
+def schema_loop() -> Subject:
+    """The limit of our table: the minimal loop on ``pgqueue_jobs``."""
+    from ..sql import SCHEMA as OURS
+
+    return _loop(SCHEMA_LIMIT, _ON_OUR_TABLE, OURS + _TRIGGER_ON_OUR_TABLE)
+
+
+def _loop(name: str, statements: _Statements, schema: str) -> Subject:
     async def setup(dsn: str) -> None:
-        await execute(dsn, SCHEMA)
+        await execute(dsn, schema)
 
     async def unfinished(dsn: str) -> int:
-        return await count(dsn, "SELECT count(*) FROM minimal_jobs")
+        return await count(dsn, f"SELECT count(*) FROM {statements.table}")
 
     @contextlib.asynccontextmanager
     async def async_client(dsn: str) -> AsyncIterator[AsyncClient]:
@@ -58,7 +128,7 @@ def minimal_loop() -> Subject:
 
         conn = await asyncpg.connect(dsn)
         try:
-            yield _MinimalClient(conn)
+            yield _MinimalClient(conn, statements)
         finally:
             await conn.close()
 
@@ -69,10 +139,10 @@ def minimal_loop() -> Subject:
         async with asyncpg.create_pool(
             dsn, min_size=CONNECTIONS + 1, max_size=CONNECTIONS + 1
         ) as pool:
-            yield _MinimalWorker(pool, hook)
+            yield _MinimalWorker(pool, hook, statements)
 
     return Subject(
-        name="minimal SQL loop (asyncpg)",
+        name=name,
         driver="asyncpg",
         family="reference",
         settings=f"batch {BATCH}, {CONNECTIONS} connections",
@@ -88,20 +158,22 @@ def _args(n: int) -> str:
 
 
 class _MinimalClient:
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, statements: _Statements) -> None:
         self.conn = conn
+        self.sql = statements
 
     async def defer_one(self, n: int) -> None:
-        await self.conn.execute(INSERT_ONE, _args(n))
+        await self.conn.execute(self.sql.insert_one, _args(n))
 
     async def defer_batch(self, numbers: Sequence[int]) -> None:
-        await self.conn.execute(INSERT_MANY, [_args(n) for n in numbers])
+        await self.conn.execute(self.sql.insert_many, [_args(n) for n in numbers])
 
 
 class _MinimalWorker:
-    def __init__(self, pool: Any, hook: JobHook) -> None:
+    def __init__(self, pool: Any, hook: JobHook, statements: _Statements) -> None:
         self.pool = pool
         self.hook = hook
+        self.sql = statements
         self.wake = asyncio.Event()
         self.stopping = False
 
@@ -110,11 +182,11 @@ class _MinimalWorker:
             while not self.stopping:
                 self.wake.clear()
                 async with conn.transaction():
-                    rows = await conn.fetch(CLAIM)
+                    rows = await conn.fetch(self.sql.claim)
                     for row in rows:
                         self.hook(json.loads(row["args"])["n"])  # run the no-op job
                     if rows:
-                        await conn.execute(DELETE, [row["id"] for row in rows])
+                        await conn.execute(self.sql.delete, [row["id"] for row in rows])
                 if rows:
                     continue
                 if not wait:

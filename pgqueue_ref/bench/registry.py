@@ -10,7 +10,7 @@ has a twin behind a transaction pooler (:mod:`.pooled`), which its factory build
 from __future__ import annotations
 
 from .app_api import app_api
-from .minimal import minimal_loop
+from .minimal import minimal_loop, schema_loop
 from .queue_api import queue_api
 from .subject import Subject
 
@@ -39,8 +39,9 @@ _CANDIDATES = [
     app_api("procrastinate", "PsycopgConnector", "conninfo", driver="psycopg"),
     queue_api("pgqueuer", "AsyncpgDriver"),
     queue_api("pgqueuer", "PsycopgDriver"),
-    # ...and the limit: the least SQL a queue can send.
+    # ...and the limits: the least SQL a queue can send, on a two-column table and on ours.
     minimal_loop(),
+    schema_loop(),
 ]
 
 #: name -> subject, in the order above.

@@ -29,7 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -46,9 +47,11 @@ __all__ = [
     "MemoryCurve",
     "Sizes",
     "drain",
+    "drain_processes",
     "enqueue_batch",
     "enqueue_one",
     "fresh_database",
+    "fresh_database_with",
     "latency",
     "memory",
 ]
@@ -70,6 +73,10 @@ class Sizes:
     latency_gap: float = 0.01  # seconds between a job's start and the next defer
     latency_budget: float = 30.0  # seconds: fewer samples for a subject slower than that
     memory: int = 50_000
+    producer_jobs: int = 3000  # per kind and round, spread over the producers
+    producers: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    scaling_jobs: int = 20_000
+    processes: tuple[int, ...] = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,20 @@ class MemoryCurve:
 @contextlib.asynccontextmanager
 async def fresh_database(subject: Subject) -> AsyncIterator[str]:
     """A new database with the subject's schema; dropped afterwards."""
+    async with fresh_database_with(subject.setup) as dsn:
+        yield dsn
+
+
+@contextlib.asynccontextmanager
+async def fresh_database_with(setup: Callable[[str], Awaitable[None]]) -> AsyncIterator[str]:
+    """A new database, ``setup(dsn)`` run on it; dropped afterwards."""
     server = embedded.default_dsn()
     name = f"bench_{secrets.token_hex(4)}"
     async with await psycopg.AsyncConnection.connect(server, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = embedded._with_dbname(server, name)
     try:
-        await subject.setup(dsn)
+        await setup(dsn)
         yield dsn
     finally:
         async with await psycopg.AsyncConnection.connect(server, autocommit=True) as admin:
@@ -210,21 +224,29 @@ class _Child:
         self.process, self.stderr, self.name = process, stderr, name
 
     @classmethod
+    def start(cls, subject: Subject, dsn: str, *args: str) -> AbstractAsyncContextManager[_Child]:
+        """A worker process of ``subject`` (:mod:`.child`)."""
+        return cls.start_module(
+            "pgqueue_ref.bench.child", subject.name, dsn, *args, name=subject.name
+        )
+
+    @classmethod
     @contextlib.asynccontextmanager
-    async def start(cls, subject: Subject, dsn: str, *args: str) -> AsyncIterator[_Child]:
+    async def start_module(
+        cls, module: str, *args: str, name: str | None = None
+    ) -> AsyncIterator[_Child]:
+        """``python -m module *args``, killed on the way out if still running."""
         with tempfile.TemporaryFile() as stderr:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "pgqueue_ref.bench.child",
-                subject.name,
-                dsn,
+                module,
                 *args,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
             )
-            child = cls(process, stderr, subject.name)
+            child = cls(process, stderr, name or f"{module} {args[0]}")
             try:
                 yield child
             finally:
@@ -343,3 +365,35 @@ async def latency(
         check = await _check(subject, "latency", dsn, len(latencies) + 1, report)
     cuts = statistics.quantiles(latencies, n=20, method="inclusive")
     return statistics.median(latencies), cuts[18], check
+
+
+async def drain_processes(subject: Subject, jobs: int, processes: int) -> tuple[float, Check]:
+    """jobs/s of ``processes`` worker processes draining ``jobs`` waiting jobs together,
+    from the first one's start to the last one's end.
+
+    Every job ran exactly once: each process counts its own repeats, and the runs of
+    all of them add up to ``jobs`` with none left unfinished, so no job can have run
+    in two processes (it would leave another job that never ran, yet is finished)."""
+    async with fresh_database(subject) as dsn:
+        await _load(subject, dsn, jobs)
+        async with contextlib.AsyncExitStack() as stack:
+            children = [
+                await stack.enter_async_context(
+                    _Child.start(subject, dsn, "drain", str(jobs), "1.0")
+                )
+                for _ in range(processes)
+            ]
+            for child in children:
+                await child.message()  # ready
+            for child in children:
+                child.send("go")
+            reports = [await child.message(timeout=max(120.0, jobs / 100)) for child in children]
+            for child in children:
+                await child.exit()
+        total = {
+            "runs": sum(r["runs"] for r in reports),
+            "distinct": sum(r["distinct"] for r in reports),
+        }
+        check = await _check(subject, f"drain, {processes} processes", dsn, jobs, total)
+    seconds = max(r["finished"] for r in reports) - min(r["started"] for r in reports)
+    return jobs / seconds, check

@@ -22,7 +22,7 @@ from importlib import resources
 
 __all__ = ["CHANNEL", "QUERIES", "SCHEMA", "Query", "to_numbered"]
 
-#: The channel every job insert notifies: ``pg_notify('pgqueue_ref', '<face>:<queue>')``
+#: The channel job inserts notify while a worker is idle: ``pg_notify('pgqueue_ref', '<face>:<queue>')``
 #: in queries.sql, which workers LISTEN on. Here, beside the SQL that names it, so that
 #: a producer needs nothing of the worker engine.
 CHANNEL = "pgqueue_ref"

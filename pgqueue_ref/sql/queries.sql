@@ -6,20 +6,23 @@
 -- to $1, $2, ... Every parameter carries an explicit cast (::text[], ...) so
 -- that every driver sends the same types, whatever it would have guessed.
 
--- Waking the workers. Every statement that adds jobs also sends, in the
--- same statement, pg_notify('pgqueue_ref', '<face>:<queue>'): workers LISTEN
--- on that channel and fetch at once instead of at their next poll. NOTIFY is
--- transactional: it goes out when the inserting transaction commits, never
--- before and never after a rollback, and one notification per distinct
--- payload per transaction reaches each listener (PostgreSQL folds repeats).
--- It is sent here rather than by a trigger because a trigger costs more
--- than the insert it follows: a statement-level trigger needs a transition
--- table to learn which queues it touched, and that added about 45 µs to
--- every one-job defer, 15% of its time (docs/benchmarks.md). Jobs inserted
--- by hand with plain SQL wake no one; workers find them at their next poll.
--- A SELECT in a WITH clause runs only if the main query reads it, hence the
--- joins with `woken` below: count(pg_notify(...)) makes it exactly one row,
--- whether it notified or not, so the join keeps every inserted row.
+-- Waking the workers. Every statement that makes jobs ready also calls, in
+-- the same statement, pgqueue_wake(face, queue) (schema.sql), which sends
+-- pg_notify('pgqueue_ref', '<face>:<queue>') when a worker of that queue
+-- sleeps, LISTENing on that channel, and nothing when every worker is busy:
+-- a NOTIFY serialises commits (schema.sql, docs/architecture.md "Wake-ups").
+-- NOTIFY is transactional: it goes out when the inserting transaction
+-- commits, never before and never after a rollback, and one notification
+-- per distinct payload per transaction reaches each listener (PostgreSQL
+-- folds repeats). It is sent here rather than by a trigger because a
+-- trigger costs more than the insert it follows: a statement-level trigger
+-- needs a transition table to learn which queues it touched, and that added
+-- about 45 µs to every one-job defer, 15% of its time (docs/benchmarks.md).
+-- Jobs inserted by hand with plain SQL wake no one; workers find them at
+-- their next poll. A SELECT in a WITH clause runs only if the main query
+-- reads it, hence the joins with `woken` below: count(pgqueue_wake(...))
+-- makes it exactly one row, whether it notified or not, so the join keeps
+-- every inserted row.
 
 -- name: defer_jobs
 -- One statement defers one job or ten thousand: each column arrives as one
@@ -45,7 +48,7 @@ WITH inserted AS (
     ) AS job(queue, task_name, args, payload, priority, lock, queueing_lock, schedule_at, schedule_in)
     RETURNING id, queue
 ), woken AS (
-    SELECT count(pg_notify('pgqueue_ref', %(face)s::text || ':' || queue))
+    SELECT count(pgqueue_wake(%(face)s::text, queue))
     FROM (SELECT DISTINCT queue FROM inserted) AS queues
 )
 SELECT id FROM inserted, woken;
@@ -69,7 +72,7 @@ WITH inserted AS (
     FROM jsonb_array_elements(%(args)s::jsonb) AS job(args)
     RETURNING id
 ), woken AS (
-    SELECT count(pg_notify('pgqueue_ref', %(face)s::text || ':' || %(queue)s::text))
+    SELECT count(pgqueue_wake(%(face)s::text, %(queue)s::text))
     WHERE EXISTS (SELECT FROM inserted)
 )
 SELECT id FROM inserted, woken;
@@ -79,8 +82,8 @@ SELECT id FROM inserted, woken;
 -- one by one is the common case, and a one-row INSERT ... VALUES costs less
 -- than unnest() over nine one-element arrays: about 40 µs less server time
 -- per job, measured, and the client sends plain values instead of arrays.
--- (A function in FROM may read the FROM items before it, so pg_notify runs
--- once, for the one row inserted.)
+-- (A function in FROM may read the FROM items before it, so pgqueue_wake
+-- runs once, for the one row inserted.)
 WITH inserted AS (
     INSERT INTO pgqueue_jobs
         (face, queue, task_name, args, payload, priority, lock, queueing_lock, scheduled_at)
@@ -92,7 +95,7 @@ WITH inserted AS (
     )
     RETURNING id, face, queue
 )
-SELECT id FROM inserted, pg_notify('pgqueue_ref', face || ':' || queue) AS woken;
+SELECT id FROM inserted, pgqueue_wake(face, queue) AS woken;
 
 -- name: fetch_jobs
 -- Claim up to `limit` waiting jobs for one worker, in one round trip.
@@ -158,18 +161,17 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 -- The two data-modifying parts touch disjoint rows (a status is either in
 -- the list or not), as one statement must: both see the same snapshot.
 -- With delete_statuses empty (the default, 'never') the DELETE finds no row.
--- Both guards compare with columns of `done` (held_status, worker_id: the
--- same for every row) rather than with constants, so that they are join
--- conditions: the jobs table then has no condition of its own, and the only
--- cheap way to a job is its id (the primary key), one lookup per outcome.
--- With `job.status = 'doing' AND job.worker_id = %(worker_id)s`, the planner
--- could start from the worker's jobs (pgqueue_jobs_worker_idx, which it
--- expects to hold a row or two) and rescan all of `done` for each: n^2 for a
--- flush of n outcomes. Under a generic plan (a prepared statement after its
--- fifth run) 20,000 outcomes took 262 s, and a busy worker's outcomes piled
--- up faster than it wrote them (found by tools/soak.py; now 0.2 s).
+-- The guards say IS NOT DISTINCT FROM where = would do (status is NOT NULL,
+-- the worker id given): so written, they cannot use the partial index on
+-- worker_id, and each row is found by its id. With `=`, on a table never
+-- analysed the planner expected one 'doing' job of this worker, walked all
+-- of them through that index and, for each, rescanned the outcomes: every
+-- flush cost (jobs held) x (outcomes). A flush of 3,000 took 0.8 s; with
+-- asyncpg's prepared statements (a generic plan after five runs) a flush of
+-- 100 took 0.7-1 s while 20,000 jobs were claimed, and a drain of 50,000
+-- never ended (tools/soak.py found the same: 20,000 outcomes took 262 s).
 WITH done AS (
-    SELECT done.*, 'doing'::text AS held_status, %(worker_id)s::bigint AS worker_id
+    SELECT *
     FROM unnest(
         %(ids)s::bigint[],
         %(statuses)s::text[],
@@ -178,12 +180,14 @@ WITH done AS (
         %(handed_backs)s::boolean[]
     ) AS done(id, status, error, retry_in, handed_back)
 ), deleted AS (
+    -- The cardinality test is a one-time filter: with nothing to delete (the
+    -- default) this part runs no scan at all.
     DELETE FROM pgqueue_jobs AS job
-    USING done
-    WHERE job.id = done.id
-      AND done.status = ANY(%(delete_statuses)s::text[])
-      AND job.status = done.held_status
-      AND job.worker_id = done.worker_id
+    WHERE cardinality(%(delete_statuses)s::text[]) > 0
+      AND job.id = ANY(ARRAY(
+            SELECT id FROM done WHERE status = ANY(%(delete_statuses)s::text[])))
+      AND job.status IS NOT DISTINCT FROM 'doing'
+      AND job.worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
     RETURNING job.id
 ), updated AS (
     UPDATE pgqueue_jobs AS job
@@ -199,8 +203,8 @@ WITH done AS (
     FROM done
     WHERE job.id = done.id
       AND NOT done.status = ANY(%(delete_statuses)s::text[])
-      AND job.status = done.held_status
-      AND job.worker_id = done.worker_id
+      AND job.status IS NOT DISTINCT FROM 'doing'
+      AND job.worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
     RETURNING job.id
 )
 SELECT id FROM deleted
@@ -361,7 +365,7 @@ WITH retried AS (
     WHERE id = %(id)s::bigint AND status = 'failed'
     RETURNING id, face, queue
 )
-SELECT id FROM retried, pg_notify('pgqueue_ref', face || ':' || queue) AS woken;
+SELECT id FROM retried, pgqueue_wake(face, queue) AS woken;
 
 -- name: status_counts
 SELECT face, queue, status, count(*) AS count
@@ -442,7 +446,7 @@ WITH period AS (
       AND defer_timestamp < %(defer_timestamp)s::bigint - %(max_delay)s::bigint
       AND EXISTS (SELECT FROM period)
 )
-SELECT id FROM inserted, pg_notify('pgqueue_ref', 'app:' || queue) AS woken;
+SELECT id FROM inserted, pgqueue_wake('app', queue) AS woken;
 
 -- name: periodic_defers
 -- For people and tests: the periods deferred, newest first.
@@ -461,7 +465,8 @@ SELECT name
 FROM unnest(ARRAY['pgqueue_jobs', 'pgqueue_workers', 'pgqueue_jobs_fetch_idx',
                   'pgqueue_jobs_queueing_lock_idx', 'pgqueue_jobs_lock_idx',
                   'pgqueue_jobs_worker_idx', 'pgqueue_periodic_defers',
-                  'pgqueue_schedules', 'pgqueue_queue_log', 'pgqueue_watchers']) AS name
+                  'pgqueue_schedules', 'pgqueue_queue_log', 'pgqueue_watchers',
+                  'pgqueue_listeners']) AS name
 WHERE to_regclass(name) IS NULL;
 
 -- ===========================================================================
@@ -985,3 +990,44 @@ WHERE c.oid = 'pgqueue_jobs'::regclass;
 UPDATE pgqueue_schedules
 SET heartbeat = now()
 WHERE id = %(id)s::bigint AND status = 'picked';
+-- Wake-ups of the App face: NOTIFY only while a worker sleeps (issue 17).
+-- The protocol, and why no wake-up is lost: schema.sql (pgqueue_wake) and
+-- docs/architecture.md, "Wake-ups".
+-- ===========================================================================
+
+-- name: go_idle
+-- A worker that found nothing to claim marks itself idle, then tries the
+-- wake lock in EXCLUSIVE mode without waiting, in the same transaction.
+-- settled = true: no defer held the lock, so every defer that read the flags
+-- before this commit has committed its job, and the worker's next claim
+-- sees it; every defer after this commit sees the flag and notifies. Only
+-- then may the worker sleep until a NOTIFY (after that one more claim).
+-- settled = false: a defer was between its read of the flags and its
+-- commit; it may have read them without ours: look again soon instead.
+-- No row: our worker row is gone (we were presumed dead): do not sleep on it.
+-- Never a wait: a defer in a long transaction holds the lock SHARED until it
+-- commits, and an EXCLUSIVE request that waited would queue every later
+-- defer behind it. Losing this row in a crash only costs a poll.
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), flag AS (
+    INSERT INTO pgqueue_listeners (worker_id, face, queues, idle)
+    SELECT %(worker_id)s::bigint, %(face)s::text, %(queues)s::text[], true
+    FROM no_flush_wait
+    WHERE EXISTS (SELECT FROM pgqueue_workers WHERE id = %(worker_id)s::bigint)
+    ON CONFLICT (worker_id) DO UPDATE
+        SET idle = true, face = excluded.face, queues = excluded.queues
+    RETURNING worker_id
+)
+SELECT pg_try_advisory_xact_lock(1885827442, 1) AS settled FROM flag;
+
+-- name: worker_busy
+-- A claim brought jobs: defers need not wake this worker any more. An update
+-- of a column no index holds: HOT, and no flush wait (losing it costs one
+-- needless NOTIFY).
+WITH no_flush_wait AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+)
+UPDATE pgqueue_listeners SET idle = false
+FROM no_flush_wait
+WHERE worker_id = %(worker_id)s::bigint AND idle;

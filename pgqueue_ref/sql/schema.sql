@@ -113,10 +113,10 @@ CREATE TABLE IF NOT EXISTS pgqueue_schedules (
     UNIQUE (entrypoint, expression)
 );
 
--- Workers are woken by the statements that insert jobs, each of which sends
--- pg_notify('pgqueue_ref', '<face>:<queue>') itself (sql/queries.sql says
--- why not a trigger). Earlier versions of this schema had a trigger for it:
--- drop it, so a database made by them does not notify twice.
+-- Workers are woken by the statements that insert jobs, each of which calls
+-- pgqueue_wake(face, queue) below itself (sql/queries.sql says why not a
+-- trigger). Earlier versions of this schema had a trigger for it: drop it, so
+-- a database made by them does not notify twice.
 DROP TRIGGER IF EXISTS pgqueue_jobs_notify ON pgqueue_jobs;
 DROP FUNCTION IF EXISTS pgqueue_notify_inserted();
 
@@ -185,3 +185,47 @@ CREATE TABLE IF NOT EXISTS pgqueue_watchers (
     id      bigserial   PRIMARY KEY,
     seen_at timestamptz NOT NULL DEFAULT now()
 );
+-- Wake-ups: NOTIFY only when a listening worker sleeps. PostgreSQL commits
+-- the transactions that sent a NOTIFY one at a time (PreCommit_Notify in
+-- async.c takes a cluster-wide lock and holds it until the commit record is
+-- flushed), so a NOTIFY in every defer makes concurrent producers queue up
+-- behind each other's disk flushes. Most defers need none: every worker is
+-- busy and will claim the job anyway. A worker of the App face that found
+-- nothing to claim marks itself idle here (go_idle in queries.sql) before it
+-- sleeps, and unmarks itself once a claim brings jobs (worker_busy); a
+-- defer sends its NOTIFY only while an idle worker listens on its queue.
+-- docs/architecture.md ("Wake-ups") proves that no wake-up is lost:
+-- the advisory lock below orders every defer against a worker going idle.
+-- One row per worker that ever went idle, updated in place (HOT: no indexed
+-- column changes); deleted with its worker's row.
+CREATE TABLE IF NOT EXISTS pgqueue_listeners (
+    worker_id bigint  PRIMARY KEY REFERENCES pgqueue_workers (id) ON DELETE CASCADE,
+    face      text    NOT NULL,
+    queues    text[],                  -- NULL: every queue of its face
+    idle      boolean NOT NULL
+);
+
+-- Called by every statement that makes an App-face job ready. It takes the
+-- wake lock (advisory lock (1885827442, 1), 'pgqr' in ASCII) in SHARED mode,
+-- which defers never wait for among themselves, and holds it until commit;
+-- then it reads pgqueue_listeners with a snapshot taken after the lock (a
+-- VOLATILE plpgsql function takes one per statement under READ COMMITTED).
+-- A worker going idle commits its flag while holding the same lock in
+-- EXCLUSIVE mode, tried without waiting: if it got it, every defer that read
+-- the flags before it had committed its job already, so the worker's next
+-- claim sees that job; every later defer sees the flag. Under REPEATABLE READ
+-- or SERIALIZABLE the transaction's snapshot may predate the flag: notify.
+CREATE OR REPLACE FUNCTION pgqueue_wake(wake_face text, wake_queue text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1885827442, 1);
+    IF wake_face <> 'app'  -- the Queue face's workers keep no flags: always notify
+       OR current_setting('transaction_isolation') <> 'read committed'
+       OR EXISTS (SELECT FROM pgqueue_listeners AS l
+                  WHERE l.idle AND l.face = wake_face
+                    AND (l.queues IS NULL OR wake_queue = ANY(l.queues)))
+    THEN
+        PERFORM pg_notify('pgqueue_ref', wake_face || ':' || wake_queue);
+    END IF;
+END;
+$$;

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from pgqueue_ref.exceptions import AlreadyEnqueued
+from pgqueue_ref.sql import QUERIES
 
 from .conftest import EXTERNAL_CONNECTIONS, CallerConnection, Subject
 
@@ -33,8 +34,14 @@ async def caller(subject: Subject, dsn: str, db: Db) -> AsyncIterator[CallerConn
 
 @pytest.fixture
 async def notifications(dsn: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """LISTENing as an idle worker does: defers notify only while one is marked idle."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("LISTEN pgqueue_ref")
+        cursor = await conn.execute(str(QUERIES["register_worker"]), {"name": "listener"})
+        worker = await cursor.fetchone()
+        assert worker is not None
+        params = {"worker_id": worker[0], "face": "app", "queues": None}
+        assert await (await conn.execute(str(QUERIES["go_idle"]), params)).fetchone() == (True,)
         yield conn
 
 

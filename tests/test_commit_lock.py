@@ -1,0 +1,41 @@
+"""The helpers of notebook 13 (NOTIFY's commit lock) on the real server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pgqueue_ref
+from pgqueue_ref.bench.commit_lock import KINDS, Notifications, commit_rates
+from pgqueue_ref.jobs import Face
+
+Db = Callable[..., list[tuple[Any, ...]]]
+
+
+async def test_commit_rates_measures_every_kind_and_cleans_up(dsn: str, db: Db) -> None:
+    rates = await commit_rates(dsn, producers=(1, 2), jobs=20)
+    assert set(rates.rates) == {(kind, p) for kind in KINDS for p in (1, 2)}
+    assert all(rate > 0 for rate in rates.rates.values())
+    assert [row["producers"] for row in rates.rows()] == [1, 2]
+    assert set(rates.notifying_is_slower(2)) == {
+        "INSERT + pg_notify < INSERT",
+        "defer_job, a worker idle < no worker idle",
+    }
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
+    assert db("SELECT count(*) FROM pgqueue_listeners") == [(0,)]
+    assert db("SELECT to_regclass('bare_jobs')") == [(None,)]
+
+
+async def test_notifications_hears_only_while_a_worker_is_idle(
+    app: pgqueue_ref.App, dsn: str
+) -> None:
+    @app.task(name="t")
+    async def t() -> None: ...
+
+    async with Notifications(dsn) as heard:
+        await t.defer_async()
+        assert await heard.payloads() == []
+        worker_id = await app.job_manager.register_worker_async("w")
+        assert await app.job_manager.go_idle_async(Face.APP, worker_id)
+        await t.defer_async()
+        assert await heard.payloads() == ["app:default"]
