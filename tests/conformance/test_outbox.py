@@ -37,7 +37,8 @@ async def notifications(dsn: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]
     """LISTENing as an idle worker does: defers notify only while one is marked idle."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("LISTEN pgqueue_ref")
-        cursor = await conn.execute(str(QUERIES["register_worker"]), {"name": "listener"})
+        register = {"name": "listener", "session_tag": None}  # no backends of its own to fence
+        cursor = await conn.execute(str(QUERIES["register_worker"]), register)
         worker = await cursor.fetchone()
         assert worker is not None
         params = {"worker_id": worker[0], "face": "app", "queues": None}
