@@ -565,6 +565,7 @@ class Worker:
         finally:
             self._claiming -= 1
             self._reserved -= limit
+            self._room.set()  # its reservation is free again: claims waiting for room look
             if not self._claiming:
                 self._no_claims.set()
 

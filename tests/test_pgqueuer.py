@@ -326,3 +326,24 @@ async def test_batch_size_bounds_each_claim_and_max_concurrent_tasks_what_runs(
     assert runs["most"] == 6  # more than one batch at once, never more than the cap
     claims = db("SELECT count(*) FROM pgqueue_jobs GROUP BY started_at")
     assert max(n for (n,) in claims) == 3 and sum(n for (n,) in claims) == 60
+
+
+@pytest.mark.parametrize("claims_in_flight", [3, 4])
+async def test_a_drain_with_more_claims_in_flight_than_fit_ends(
+    dsn: str, db: Db, claims_in_flight: int
+) -> None:
+    # With batch_size=10 and room for 20, a third or fourth claim waits for room. When
+    # the queue is empty the claims in flight end with nothing; each must free its
+    # reservation and wake the waiting ones (a drain that hung forever, before).
+    async with asyncpg.create_pool(dsn, min_size=2, max_size=6) as pool:
+        pgq = PgQueuer.from_asyncpg_pool(pool)
+
+        @pgq.entrypoint("noop")
+        async def noop(job: Job) -> None:
+            pass
+
+        await pgq.queries.enqueue(["noop"] * 500, [b""] * 500, 0)
+        run = pgq.run(mode=QueueExecutionMode.drain, claims_in_flight=claims_in_flight)
+        stats = await asyncio.wait_for(run, 30)
+    assert stats.succeeded == 500
+    assert db("SELECT count(*) FROM pgqueue_jobs WHERE status <> 'succeeded'") == [(0,)]
