@@ -18,7 +18,7 @@ How it learns, in order of speed:
    deleted (``delete_jobs``) still resolves with its outcome. Workers announce
    only while a watcher is registered (table ``pgqueue_watchers``; each watcher
    adds its row once it listens and touches it every
-   :data:`WATCHER_TOUCH_EVERY` seconds): a NOTIFY serialises its transaction's
+   ``WATCHER_TOUCH_EVERY`` seconds): a NOTIFY serialises its transaction's
    commit with every other NOTIFYing one, a cost not worth paying for nobody.
 2. **The first look.** Each job id asked about is looked up once (the looks of
    one ``debounce`` window go together in one query): an id with no row raises
