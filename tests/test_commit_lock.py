@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import pytest
+
 import pgqueue_ref
-from pgqueue_ref.bench.commit_lock import KINDS, Notifications, commit_rates
+from pgqueue_ref.bench.commit_lock import KINDS, Notifications, commit_rates, durable_server
 from pgqueue_ref.jobs import Face
 
 Db = Callable[..., list[tuple[Any, ...]]]
@@ -17,10 +20,10 @@ async def test_commit_rates_measures_every_kind_and_cleans_up(dsn: str, db: Db) 
     assert set(rates.rates) == {(kind, p) for kind in KINDS for p in (1, 2)}
     assert all(rate > 0 for rate in rates.rates.values())
     assert [row["producers"] for row in rates.rows()] == [1, 2]
-    assert set(rates.notifying_is_slower(2)) == {
-        "INSERT + pg_notify < INSERT",
-        "defer_job, a worker idle < no worker idle",
-    }
+    # The tests' server runs with fsync off: no verdict from it.
+    assert not rates.flushed
+    with pytest.raises(ValueError, match="fsync=off"):
+        rates.notifying_is_slower(2)
     assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]
     assert db("SELECT count(*) FROM pgqueue_listeners") == [(0,)]
     assert db("SELECT to_regclass('bare_jobs')") == [(None,)]
@@ -39,3 +42,15 @@ async def test_notifications_hears_only_while_a_worker_is_idle(
         assert await app.job_manager.go_idle_async(Face.APP, worker_id)
         await t.defer_async()
         assert await heard.payloads() == ["app:default"]
+
+
+async def test_a_durable_server_flushes_and_its_verdict_has_both_kinds() -> None:
+    async with durable_server() as dsn:
+        rates = await commit_rates(dsn, producers=(2,), jobs=20)
+        assert rates.flushed
+        assert set(rates.notifying_is_slower(2)) == {
+            "INSERT + pg_notify < INSERT",
+            "defer_job, a worker idle < no worker idle",
+        }
+    with pytest.raises(psycopg.OperationalError):  # stopped afterwards
+        await psycopg.AsyncConnection.connect(dsn, connect_timeout=2)
