@@ -834,7 +834,18 @@ class Worker:
 
     async def _check_listen(self) -> None:
         """A LISTEN that is in place may still hear nothing: notify ourselves, and
-        count as listening only once that notification comes back."""
+        count as listening only once that notification comes back. A probe that could
+        not be sent (the server restarting: the pool's connections are stale, while the
+        LISTEN is back already) is sent again, later and later, until one is; this task
+        is cancelled if the LISTEN is lost meanwhile."""
+        delay, tries = 0.1, 0
+        while not await self._probe_listen(quiet=tries > 0) and not self._stopping:
+            await asyncio.sleep(delay)
+            delay, tries = min(delay * 2, 5.0), tries + 1
+
+    async def _probe_listen(self, *, quiet: bool = False) -> bool:
+        """One probe; False if it could not be sent (try again). ``quiet``: a failure
+        is logged at DEBUG (the first one was a warning)."""
         payload, heard = f"probe:{secrets.token_hex(8)}", asyncio.Event()
         self._probe = (payload, heard)
         try:
@@ -847,7 +858,7 @@ class Worker:
                     f"its own test notification did not come back within "
                     f"{self.listen_check_timeout} s"
                 )
-                return
+                return True  # stopping: no second probe
             log = logger.debug if self._warned_deaf else logger.warning
             self._warned_deaf = True
             log(
@@ -863,12 +874,17 @@ class Worker:
                 self.polling_interval,
             )
         except PgQueueError as error:
-            logger.warning("could not check that LISTEN hears (%s); polling meanwhile", error)
+            if self._stop_if_closed(error):
+                return True
+            log = logger.debug if quiet else logger.warning
+            log("could not check that LISTEN hears (%s); polling meanwhile", error)
+            return False
         else:
             self.listening.set()
             self._wake.set()  # a sleeping fetcher may now mark itself idle (and be notified)
         finally:
             self._probe = None
+        return True
 
     def _deaf(self, why: str) -> None:
         """stop_when_deaf: the listener failed, so stop and say why."""

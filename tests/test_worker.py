@@ -14,6 +14,7 @@ import pytest
 
 import pgqueue_ref
 from pgqueue_ref.exceptions import ConfigurationError, ConnectorException
+from pgqueue_ref.manager import JobManager
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -215,6 +216,31 @@ async def test_listen_wakes_an_idle_worker_at_once(app: pgqueue_ref.App) -> None
     worker.stop()
     await running
     assert woke_after < 2
+
+
+async def test_a_listen_check_that_could_not_be_sent_is_sent_again(
+    app: pgqueue_ref.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a server restart the LISTEN may be back before the pool's stale connections
+    # are replaced: the first probes fail. Once failed, the check used to be given up,
+    # and the worker polled for good with its LISTEN in place (seen in test_restart).
+    probe, failures = JobManager.notify_probe_async, []
+
+    async def failing_twice(self: JobManager, channel: str, payload: str) -> None:
+        if len(failures) < 2:
+            failures.append(payload)
+            raise ConnectorException("terminating connection due to administrator command")
+        await probe(self, channel, payload)
+
+    monkeypatch.setattr(JobManager, "notify_probe_async", failing_twice)
+    worker = app.worker(polling_interval=60)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.listening.wait(), 10)
+    finally:
+        worker.stop()
+        await running
+    assert len(failures) == 2
 
 
 async def test_without_listen_the_worker_polls(app: pgqueue_ref.App) -> None:
