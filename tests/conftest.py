@@ -21,7 +21,8 @@ from pgqueue_ref.embedded import DSN_ENV, _with_dbname
 from pgqueue_ref.pooler import PgBouncer, find_pgbouncer
 from pgqueue_ref.sql import SCHEMA
 
-TEMPLATE = "pgqueue_ref_template"
+#: One per pytest-xdist worker (``gw0``, ``gw1``...): the workers share the server.
+TEMPLATE = f"pgqueue_ref_template{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 #: Set (CI sets it) to make a missing pgbouncer a failure instead of a skip.
 REQUIRE_PGBOUNCER_ENV = "PGQUEUE_REF_REQUIRE_PGBOUNCER"
 
