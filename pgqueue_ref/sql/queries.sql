@@ -161,15 +161,24 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 -- The two data-modifying parts touch disjoint rows (a status is either in
 -- the list or not), as one statement must: both see the same snapshot.
 -- With delete_statuses empty (the default, 'never') the DELETE finds no row.
--- The guards say IS NOT DISTINCT FROM where = would do (status is NOT NULL,
--- the worker id given): so written, they cannot use the partial index on
--- worker_id, and each row is found by its id. With `=`, on a table never
--- analysed the planner expected one 'doing' job of this worker, walked all
--- of them through that index and, for each, rescanned the outcomes: every
--- flush cost (jobs held) x (outcomes). A flush of 3,000 took 0.8 s; with
--- asyncpg's prepared statements (a generic plan after five runs) a flush of
--- 100 took 0.7-1 s while 20,000 jobs were claimed, and a drain of 50,000
--- never ended (tools/soak.py found the same: 20,000 outcomes took 262 s).
+-- The guards are one CASE, which the planner can neither match to an index
+-- nor estimate (it takes half the rows): it never believes that few rows
+-- pass them, and joins the outcomes to the jobs by id (a hash join, or the
+-- primary key). Estimated, they sank the flush twice, both times by a nested
+-- loop that rescanned every outcome for each job held, a flush costing
+-- (jobs held) x (outcomes):
+-- * written `status = 'doing' AND worker_id = ...` they match the partial
+--   index on worker_id; on a table never analysed the planner expected one
+--   such job and walked all of them through it. A flush of 3,000 took 0.8 s;
+--   with asyncpg's prepared statements (a generic plan after five runs) a
+--   flush of 100 took 0.7-1 s while 20,000 jobs were claimed, and a drain of
+--   50,000 never ended (tools/soak.py: 20,000 outcomes took 262 s);
+-- * written `IS NOT DISTINCT FROM` (no index matches them), the statistics
+--   of a table analysed while every job waited (no 'doing' row) still made
+--   the planner expect one: a seq scan, then the rescans. The Queue face's
+--   claims of 10 meet that case (a flush holds some 800 jobs): a flush of
+--   740 took 130-180 ms, and the drain fell to 12k jobs/s. With the CASE:
+--   2.3 ms. tests/test_sql.py replays both cases.
 WITH done AS (
     SELECT *
     FROM unnest(
@@ -186,8 +195,8 @@ WITH done AS (
     WHERE cardinality(%(delete_statuses)s::text[]) > 0
       AND job.id = ANY(ARRAY(
             SELECT id FROM done WHERE status = ANY(%(delete_statuses)s::text[])))
-      AND job.status IS NOT DISTINCT FROM 'doing'
-      AND job.worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
+      AND CASE WHEN job.status = 'doing' AND job.worker_id = %(worker_id)s::bigint
+               THEN true ELSE false END
     RETURNING job.id
 ), updated AS (
     UPDATE pgqueue_jobs AS job
@@ -203,8 +212,8 @@ WITH done AS (
     FROM done
     WHERE job.id = done.id
       AND NOT done.status = ANY(%(delete_statuses)s::text[])
-      AND job.status IS NOT DISTINCT FROM 'doing'
-      AND job.worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
+      AND CASE WHEN job.status = 'doing' AND job.worker_id = %(worker_id)s::bigint
+               THEN true ELSE false END
     RETURNING job.id
 )
 SELECT id FROM deleted
