@@ -98,6 +98,18 @@ async def test_asyncpg_pool_sends_no_reset_query_between_statements(dsn: str, db
         await connector.close_async()
 
 
+async def test_a_pool_of_yours_given_keep_session_sends_no_reset_query(dsn: str, db: Db) -> None:
+    from pgqueue_ref.connectors.asyncpg import AsyncpgPoolDriver, keep_session
+
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=1, reset=keep_session) as pool:
+        await AsyncpgPoolDriver(pool).fetch_all_async("SELECT 43 AS answer")
+        async with pool.acquire() as conn:  # max_size=1: the same connection
+            pid = conn.get_server_pid()
+        assert db("SELECT query FROM pg_stat_activity WHERE pid = %s", pid) == [
+            ("SELECT 43 AS answer",)
+        ]
+
+
 async def test_asyncpg_pool_reset_can_still_be_chosen(dsn: str) -> None:
     resets: list[asyncpg.Connection] = []
 
