@@ -3,12 +3,13 @@
 PgQueuer names these; pgqueue_ref keeps the names and says exactly what they do here.
 
 **Channels.** Every statement that inserts jobs notifies the channel ``pgqueue_ref``
-with the payload ``'<face>:<queue>'`` (see ``sql/queries.sql``).
+with the payload ``'<face>:<queue>'`` while a consumer of that face sleeps on it
+(see ``sql/queries.sql`` and ``pgqueue_wake`` in ``sql/schema.sql``).
 ``DBSettings().channel`` is that channel unless the environment variable
 ``PGQUEUE_REF_CHANNEL`` names another. A :class:`~pgqueue_ref.queuer.PgQueuer` LISTENs
 on its channel; a :class:`~pgqueue_ref.queries.Queries` built with a channel
-other than ``pgqueue_ref`` also sends ``pg_notify(<channel>, 'queue:default')``
-in the same statement as its insert (so the notification goes out when the
+other than ``pgqueue_ref`` also sends ``pg_notify(<channel>, 'queue:default')``,
+every time, in the same statement as its insert (so the notification goes out when the
 insert commits, and never after a rollback). So producers and consumers that
 agree on a channel wake each other at once; a consumer on a custom channel
 still finds jobs enqueued any other way (the App face, a ``Queries`` on another

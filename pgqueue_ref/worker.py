@@ -255,10 +255,12 @@ class Worker:
         self._claim_size = ClaimSize(prefetch, start=concurrency)
         self.wait = wait
         self.listen = listen
-        # Wake-ups: an App-face worker that listens marks itself idle before it
-        # sleeps, and defers NOTIFY only while such a mark exists (go_idle in
-        # queries.sql). _idle_as: the worker id the mark was made under, or None.
-        self._marks_idle = face == Face.APP and listen and wait and channel == CHANNEL
+        # Wake-ups: a worker that listens on the engine's channel marks itself idle
+        # before it sleeps, and defers and enqueues NOTIFY that channel only while
+        # such a mark exists (go_idle in queries.sql). A Queue-face consumer on a
+        # channel of its own keeps no mark: its Queries notify that channel always.
+        # _idle_as: the worker id the mark was made under, or None.
+        self._marks_idle = listen and wait and channel == CHANNEL
         self._idle_as: int | None = None
         self._unsettled_wait = UNSETTLED_WAIT
         self.polling_interval = polling_interval

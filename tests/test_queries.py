@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conformance.queue_drivers import IDLE_CONSUMER
 
 from pgqueue_ref import PgQueuer, QueueExecutionMode
 from pgqueue_ref.db import PsycopgDriver, SyncPsycopgDriver
@@ -83,7 +84,8 @@ async def _noop(job: Any) -> None:
 # -- channels --------------------------------------------------------------------------
 
 
-async def test_enqueue_notifies_its_channel_when_it_commits(dsn: str) -> None:
+async def test_enqueue_notifies_its_channel_when_it_commits(dsn: str, db: Db) -> None:
+    db(IDLE_CONSUMER)  # a consumer sleeps on the default channel
     async with (
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener,
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
@@ -106,6 +108,32 @@ async def test_enqueue_notifies_its_channel_when_it_commits(dsn: str) -> None:
         ("orders", "queue:default"),
         ("pgqueue_ref", "queue:default"),
     ]
+
+
+async def test_enqueue_notifies_the_default_channel_only_while_a_consumer_sleeps(
+    dsn: str, db: Db
+) -> None:
+    # NOTIFY serialises commits (docs/architecture.md, "Wake-ups"): with every consumer
+    # busy, producers on the default channel send none. A custom channel's consumers
+    # keep no marks, so a Queries on that channel notifies it every time.
+    async with (
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener,
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
+    ):
+        await listener.execute("LISTEN orders")
+        await listener.execute("LISTEN pgqueue_ref")
+        await Queries(PsycopgDriver(conn)).enqueue("a", b"")
+        await Queries(PsycopgDriver(conn), channel="orders").enqueue("b", b"")
+        received = [
+            (n.channel, n.payload) async for n in listener.notifies(timeout=0.5, stop_after=10)
+        ]
+        assert received == [("orders", "queue:default")]
+        db(IDLE_CONSUMER)
+        await Queries(PsycopgDriver(conn)).enqueue("c", b"")
+        received = [
+            (n.channel, n.payload) async for n in listener.notifies(timeout=0.5, stop_after=10)
+        ]
+        assert received == [("pgqueue_ref", "queue:default")]
 
 
 def test_a_bad_channel_is_refused_at_construction(dsn: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,10 @@ import psycopg
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref.jobs import Face
+from pgqueue_ref import PgQueuer
+from pgqueue_ref.db import PsycopgDriver
+from pgqueue_ref.jobs import Face, Job
+from pgqueue_ref.queries import Queries
 from pgqueue_ref.sql import QUERIES
 
 Db = Callable[..., list[tuple[Any, ...]]]
@@ -163,4 +167,40 @@ async def test_no_wake_up_lost_in_the_race(dsn: str) -> None:
     assert len(started) == rounds * producers
     assert max(max(w) for w in waits) < 5.0
     assert stats.succeeded == rounds * producers
+    assert stats.idle_marks > rounds // 2  # it did go idle between jobs, over and over
+
+
+async def test_no_wake_up_lost_in_the_race_on_the_queue_face(dsn: str) -> None:
+    """The same race for a PgQueuer consumer: its enqueues notify only while it sleeps
+    (dequeue_timeout 60 s: a lost wake-up would cost a minute)."""
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    pgq = PgQueuer.from_psycopg_connection(conn)
+    started: dict[int, float] = {}
+    event = asyncio.Event()
+
+    @pgq.entrypoint("noop")
+    async def noop(job: Job) -> None:
+        started[int(job.payload or b"")] = time.monotonic()
+        event.set()
+
+    producer = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    queries = Queries(PsycopgDriver(producer))
+    rounds = 300
+    try:
+        running = asyncio.create_task(pgq.run(dequeue_timeout=datetime.timedelta(seconds=60)))
+        for n in range(rounds):
+            await asyncio.sleep(random.uniform(0, 0.003))
+            enqueued = time.monotonic()
+            await queries.enqueue("noop", str(n).encode())
+            while n not in started:
+                assert time.monotonic() - enqueued < 20, f"job {n}: a lost wake-up"
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), 0.5)
+        pgq.stop()
+        stats = await asyncio.wait_for(running, 10)
+    finally:
+        await producer.close()
+        await conn.close()
+    assert len(started) == rounds == stats.succeeded
     assert stats.idle_marks > rounds // 2  # it did go idle between jobs, over and over

@@ -488,8 +488,9 @@ WHERE to_regclass(name) IS NULL;
 -- PgQueuer's enqueue: one job or a batch in one statement (unnest, as in
 -- defer_jobs). WITH ORDINALITY + ORDER BY inserts the jobs in the caller's
 -- order, so their ids ascend in that order.
--- Like every insert it notifies channel 'pgqueue_ref' (see the top of this
--- file); a Queries object set to another channel notifies that one too.
+-- Like every insert it wakes a consumer that sleeps on channel 'pgqueue_ref'
+-- (pgqueue_wake, see the top of this file); a Queries object set to another
+-- channel notifies that one too, every time: consumers there keep no marks.
 WITH inserted AS (
     INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at,
                               headers)
@@ -507,11 +508,13 @@ WITH inserted AS (
     ORDER BY position
     RETURNING id, queueing_lock
 ), woken AS (
-    SELECT count(pg_notify(channel, %(face)s::text || ':default'))
-    FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
+    SELECT count(pgqueue_wake(%(face)s::text, 'default'))
     WHERE EXISTS (SELECT FROM inserted)
+), told AS (
+    SELECT count(pg_notify(%(channel)s::text, %(face)s::text || ':default'))
+    WHERE %(channel)s::text <> 'pgqueue_ref' AND EXISTS (SELECT FROM inserted)
 )
-SELECT id, queueing_lock FROM inserted, woken;
+SELECT id, queueing_lock FROM inserted, woken, told;
 
 -- name: enqueue_jobs_skip_duplicates
 -- enqueue_jobs with on_conflict="skip": a job whose dedupe key is taken by a
@@ -537,11 +540,13 @@ WITH inserted AS (
     ON CONFLICT (queueing_lock) WHERE status = 'todo' AND queueing_lock IS NOT NULL DO NOTHING
     RETURNING id, queueing_lock
 ), woken AS (
-    SELECT count(pg_notify(channel, %(face)s::text || ':default'))
-    FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
+    SELECT count(pgqueue_wake(%(face)s::text, 'default'))
     WHERE EXISTS (SELECT FROM inserted)
+), told AS (
+    SELECT count(pg_notify(%(channel)s::text, %(face)s::text || ':default'))
+    WHERE %(channel)s::text <> 'pgqueue_ref' AND EXISTS (SELECT FROM inserted)
 )
-SELECT id, queueing_lock FROM inserted, woken;
+SELECT id, queueing_lock FROM inserted, woken, told;
 
 -- name: queue_size
 -- PgQueuer's queue_size: Queue-face jobs waiting ('todo') or running
@@ -713,11 +718,13 @@ WITH requeued AS (
     WHERE id = ANY(%(ids)s::bigint[]) AND face = 'queue' AND status = 'failed'
     RETURNING id
 ), woken AS (
-    SELECT count(pg_notify(channel, 'queue:default'))
-    FROM (VALUES ('pgqueue_ref'), (%(channel)s::text)) AS channels(channel)
+    SELECT count(pgqueue_wake('queue', 'default'))
     WHERE EXISTS (SELECT FROM requeued)
+), told AS (
+    SELECT count(pg_notify(%(channel)s::text, 'queue:default'))
+    WHERE %(channel)s::text <> 'pgqueue_ref' AND EXISTS (SELECT FROM requeued)
 )
-SELECT id FROM requeued, woken ORDER BY id;
+SELECT id FROM requeued, woken, told ORDER BY id;
 
 -- name: list_failed_queue_jobs
 -- PgQueuer's list_failed_jobs: failed Queue-face jobs with their error, the

@@ -205,7 +205,7 @@ CREATE TABLE IF NOT EXISTS pgqueue_listeners (
     idle      boolean NOT NULL
 );
 
--- Called by every statement that makes an App-face job ready. It takes the
+-- Called by every statement that makes a job ready, of either face. It takes the
 -- wake lock (advisory lock (1885827442, 1), 'pgqr' in ASCII) in SHARED mode,
 -- which defers never wait for among themselves, and holds it until commit;
 -- then it reads pgqueue_listeners with a snapshot taken after the lock (a
@@ -219,8 +219,7 @@ CREATE OR REPLACE FUNCTION pgqueue_wake(wake_face text, wake_queue text) RETURNS
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(1885827442, 1);
-    IF wake_face <> 'app'  -- the Queue face's workers keep no flags: always notify
-       OR current_setting('transaction_isolation') <> 'read committed'
+    IF current_setting('transaction_isolation') <> 'read committed'
        OR EXISTS (SELECT FROM pgqueue_listeners AS l
                   WHERE l.idle AND l.face = wake_face
                     AND (l.queues IS NULL OR wake_queue = ANY(l.queues)))

@@ -25,6 +25,13 @@ from pgqueue_ref.db import (
     SyncPsycopgDriver,
 )
 
+#: A Queue-face consumer's row and its idle mark, as a consumer makes them before it
+#: sleeps (go_idle in queries.sql): while it exists, enqueues NOTIFY the default channel.
+IDLE_CONSUMER = (
+    "WITH w AS (INSERT INTO pgqueue_workers (name) VALUES ('sleeping consumer') RETURNING id) "
+    "INSERT INTO pgqueue_listeners (worker_id, face, queues, idle) SELECT id, 'queue', NULL, true FROM w"
+)
+
 #: What an async factory returns: the connector, and how to clean up after it.
 Made = tuple[BaseConnector, Callable[[], Awaitable[None]]]
 

@@ -29,6 +29,7 @@ from pgqueue_ref.queries import Queries, QueueStatistics, SyncQueries
 from pgqueue_ref.queuer import Context
 
 from .conftest import WRAPPED_CONNECTIONS, Subject, built
+from .queue_drivers import IDLE_CONSUMER
 
 Db = Callable[..., list[tuple[Any, ...]]]
 
@@ -137,6 +138,7 @@ async def test_enqueue_joins_the_callers_transaction(subject: Subject, db: Db, d
     caller = WRAPPED_CONNECTIONS[subject.name](subject.connector)
     queries = Queries(subject.connector)
     db("CREATE TABLE orders (id integer PRIMARY KEY)")
+    db(IDLE_CONSUMER)  # enqueues notify only while a consumer sleeps
     async with _listening(dsn) as received:
         with contextlib.suppress(Rollback):
             async with caller.transaction():
