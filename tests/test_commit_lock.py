@@ -9,7 +9,13 @@ import psycopg
 import pytest
 
 import pgqueue_ref
-from pgqueue_ref.bench.commit_lock import KINDS, Notifications, commit_rates, durable_server
+from pgqueue_ref.bench.commit_lock import (
+    KINDS,
+    QUEUE_KINDS,
+    Notifications,
+    commit_rates,
+    durable_server,
+)
 from pgqueue_ref.jobs import Face
 
 Db = Callable[..., list[tuple[Any, ...]]]
@@ -54,3 +60,24 @@ async def test_a_durable_server_flushes_and_its_verdict_has_both_kinds() -> None
         }
     with pytest.raises(psycopg.OperationalError):  # stopped afterwards
         await psycopg.AsyncConnection.connect(dsn, connect_timeout=2)
+
+
+async def test_the_queue_face_kinds_are_measured_and_the_marked_ones_notify(
+    dsn: str, db: Db
+) -> None:
+    async with Notifications(dsn) as heard:
+        rates = await commit_rates(dsn, producers=(1,), jobs=5, kinds=KINDS | QUEUE_KINDS)
+        payloads = await heard.payloads()
+    # Measured in turn, the marked kinds last; each kind sends one row per transaction
+    # (and 3 first, for the prepared statements): NOTIFYs only from the marked ones.
+    assert rates.kinds == [
+        "INSERT",
+        "INSERT + pg_notify",
+        "defer_job, no worker idle",
+        "enqueue_jobs, no consumer idle",
+        "defer_job, a worker idle",
+        "enqueue_jobs, a consumer idle",
+    ]
+    assert sorted(set(payloads)) == ["app:default", "queue:default"]
+    assert db("SELECT count(*) FROM pgqueue_workers") == [(0,)]
+    assert db("SELECT count(*) FROM pgqueue_jobs") == [(0,)]

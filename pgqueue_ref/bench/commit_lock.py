@@ -41,7 +41,7 @@ import psycopg
 from ..embedded import EmbeddedPostgres
 from ..sql import CHANNEL, QUERIES, SCHEMA, to_numbered
 
-__all__ = ["KINDS", "CommitRates", "Notifications", "commit_rates", "durable_server"]
+__all__ = ["KINDS", "QUEUE_KINDS", "CommitRates", "Notifications", "commit_rates", "durable_server"]
 
 _BARE = "CREATE TABLE IF NOT EXISTS bare_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, args jsonb NOT NULL)"
 _DEFER, _DEFER_NAMES = to_numbered(str(QUERIES["defer_job"]))
@@ -57,6 +57,17 @@ _DEFER_VALUES = {
     "schedule_in": 0.0,
 }
 
+_ENQUEUE, _ENQUEUE_NAMES = to_numbered(str(QUERIES["enqueue_jobs"]))
+_ENQUEUE_VALUES: dict[str, object] = {
+    "face": "queue",
+    "task_names": ["noop"],
+    "priorities": [0],
+    "queueing_locks": [None],
+    "schedule_ins": [0.0],
+    "headers": [None],
+    "channel": CHANNEL,
+}
+
 #: What each kind of producer sends, one row per transaction.
 KINDS: dict[str, str] = {
     "INSERT": "INSERT INTO bare_jobs (args) VALUES ($1::jsonb)",
@@ -64,6 +75,12 @@ KINDS: dict[str, str] = {
     "SELECT id FROM i, pg_notify('bare_jobs', '')",
     "defer_job, no worker idle": _DEFER,
     "defer_job, a worker idle": _DEFER,
+}
+#: The Queue face's one-job enqueue (``Queries.enqueue``'s statement), the same two ways:
+#: ``commit_rates(dsn, kinds=KINDS | QUEUE_KINDS)``.
+QUEUE_KINDS: dict[str, str] = {
+    "enqueue_jobs, no consumer idle": _ENQUEUE,
+    "enqueue_jobs, a consumer idle": _ENQUEUE,
 }
 
 
@@ -73,13 +90,15 @@ class CommitRates:
 
     producers: list[int]
     rates: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: The kinds measured, in order (:data:`KINDS` unless asked otherwise).
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))
     #: Whether each commit waited for its flush to the disk (``fsync`` on).
     flushed: bool = True
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per number of producers: each kind's rows/s, rounded."""
         return [
-            {"producers": p} | {kind: round(self.rates[kind, p]) for kind in KINDS}
+            {"producers": p} | {kind: round(self.rates[kind, p]) for kind in self.kinds}
             for p in self.producers
         ]
 
@@ -123,23 +142,30 @@ class CommitRates:
 
 
 async def commit_rates(
-    dsn: str, producers: Sequence[int] = (1, 4, 16), jobs: int = 800
+    dsn: str,
+    producers: Sequence[int] = (1, 4, 16),
+    jobs: int = 800,
+    kinds: dict[str, str] = KINDS,
 ) -> CommitRates:
     """Rows/s of ``jobs`` one-row transactions spread over ``p`` asyncpg connections, for
-    each ``p`` in ``producers`` and each of :data:`KINDS`, measured in turn. Needs
-    pgqueue_ref's schema on ``dsn``; adds a table ``bare_jobs`` and, for the last kind,
-    an idle mark of a worker row of its own, both removed afterwards."""
+    each ``p`` in ``producers`` and each of ``kinds`` (:data:`KINDS`, and
+    :data:`QUEUE_KINDS`), measured in turn. Needs pgqueue_ref's schema on ``dsn``; adds a
+    table ``bare_jobs`` and, before the kinds "... a worker idle" and "... a consumer
+    idle", an idle mark of each face on worker rows of its own; all removed afterwards."""
     import asyncpg
 
     await _execute(dsn, _BARE)
-    result = CommitRates(list(producers))
+    kinds = dict(sorted(kinds.items(), key=lambda item: _marked(item[0])))  # marks last
+    result = CommitRates(list(producers), kinds=list(kinds))
     durable = {"synchronous_commit": "on"}  # the server's own setting may be off
     conns = [await asyncpg.connect(dsn, server_settings=durable) for _ in range(max(producers))]
     result.flushed = await conns[0].fetchval("SELECT current_setting('fsync') = 'on'")
     try:
-        for kind, sql in KINDS.items():
-            if kind == "defer_job, a worker idle":
+        marked = False
+        for kind, sql in kinds.items():
+            if _marked(kind) and not marked:
                 await _execute(dsn, _IDLE_MARK)
+                marked = True
             for p in producers:
                 result.rates[kind, p] = await _rate(conns[:p], sql, max(1, jobs // p))
     finally:
@@ -149,11 +175,21 @@ async def commit_rates(
     return result
 
 
+def _marked(kind: str) -> bool:
+    """Measured while a worker of each face is marked idle (so each defer notifies)."""
+    return kind.endswith((", a worker idle", ", a consumer idle"))
+
+
 _IDLE_MARK = (
-    "WITH w AS (INSERT INTO pgqueue_workers (name) VALUES ('commit_rates') RETURNING id) "
-    "INSERT INTO pgqueue_listeners (worker_id, face, queues, idle) SELECT id, 'app', NULL, true FROM w"
+    "WITH w AS (INSERT INTO pgqueue_workers (name) SELECT 'commit_rates' "
+    "FROM generate_series(1, 2) RETURNING id) "
+    "INSERT INTO pgqueue_listeners (worker_id, face, queues, idle) "
+    "SELECT id, CASE WHEN id % 2 = 0 THEN 'app' ELSE 'queue' END, NULL, true FROM w"
 )
-_NO_IDLE_MARK = "DELETE FROM pgqueue_workers WHERE name = 'commit_rates'; DELETE FROM pgqueue_jobs WHERE task_name = 'noop'"
+_NO_IDLE_MARK = (
+    "DELETE FROM pgqueue_workers WHERE name = 'commit_rates'; "
+    "DELETE FROM pgqueue_jobs WHERE task_name = 'noop'"
+)
 
 
 async def _rate(conns: list[Any], sql: str, each: int) -> float:
@@ -161,6 +197,9 @@ async def _rate(conns: list[Any], sql: str, each: int) -> float:
         if sql is _DEFER:
             values = _DEFER_VALUES | {"args": json.dumps({"n": n})}
             return [values[name] for name in _DEFER_NAMES]
+        if sql is _ENQUEUE:
+            enqueued = _ENQUEUE_VALUES | {"payloads": [str(n).encode()]}
+            return [enqueued[name] for name in _ENQUEUE_NAMES]
         return [json.dumps({"n": n})]
 
     async def produce(conn: Any, count: int) -> None:
@@ -218,3 +257,26 @@ class Notifications:
         """The payloads heard within ``wait`` seconds, in order."""
         assert self._conn is not None, "use it as `async with Notifications(dsn) as heard:`"
         return [n.payload async for n in self._conn.notifies(timeout=wait)]
+
+
+async def _main(producers: Sequence[int], jobs: int) -> None:
+    async with durable_server() as dsn:
+        rates = await commit_rates(dsn, producers, jobs, kinds=KINDS | QUEUE_KINDS)
+    print("rows/s, one row per transaction, on a throwaway server with fsync on\n")
+    print("| producers | " + " | ".join(rates.kinds) + " |")
+    print("| ---: |" + " ---: |" * len(rates.kinds))
+    for row in rates.rows():
+        print("| " + " | ".join(f"{value:,}" for value in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pgqueue_ref.bench.commit_lock",
+        description="NOTIFY's commit lock: every kind of producer, both faces, side by side.",
+    )
+    parser.add_argument("--producers", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--jobs", type=int, default=1600, help="rows per kind and producer count")
+    options = parser.parse_args()
+    asyncio.run(_main(options.producers, options.jobs))
