@@ -178,7 +178,7 @@ RETURNING job.id, job.queue, job.task_name, job.args::text AS args, job.payload,
 --   the planner expect one: a seq scan, then the rescans. The Queue face's
 --   claims of 10 meet that case (a flush holds some 800 jobs): a flush of
 --   740 took 130-180 ms, and the drain fell to 12k jobs/s. With the CASE:
---   2.3 ms. tests/test_sql.py replays both cases.
+--   2.3 ms. tests/test_engine_performance.py replays both cases.
 WITH done AS (
     SELECT *
     FROM unnest(
