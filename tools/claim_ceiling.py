@@ -6,7 +6,7 @@ The Queue face keeps PgQueuer's rule: one claim takes at most ``batch_size`` job
 (10 by default). The App face claims adaptively, hundreds at a time. This measures,
 in one run on one fresh embedded server, each in turn ``--repeat`` times:
 
-* the App face's drain (``AsyncpgConnector``, concurrency 16, as the bench runs it);
+* the App face's drain (``AsyncpgConnector``, the bench's concurrency of 16);
 * the Queue face's drain (``PgQueuer.from_asyncpg_pool``, PgQueuer's defaults);
 * **claims alone**: our ``fetch_jobs`` statement with ``limit = batch`` sent back to
   back on 1, 2 and 4 connections, rows decoded and dropped: no job run, no outcome
@@ -14,8 +14,10 @@ in one run on one fresh embedded server, each in turn ``--repeat`` times:
   this machine can drain faster than this;
 * claims alone with ``limit = 800``, about what the App face's claims take.
 
-It prints the medians in jobs/s, each over the App face's drain. Every drain and
-every claim run starts on a freshly filled, vacuumed table.
+Both drains run on pools of 2 to 4 connections: the bench's Queue-face pool (the
+bench's App-face connector keeps asyncpg's default pool size). It prints the
+medians in jobs/s, each over the App face's drain. Every drain and every claim run
+starts on a freshly filled, vacuumed table.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import asyncpg
 
 import pgqueue_ref
 from pgqueue_ref import PgQueuer, QueueExecutionMode
+from pgqueue_ref.bench.app_api import CONCURRENCY
 from pgqueue_ref.embedded import EmbeddedPostgres
 from pgqueue_ref.sql import QUERIES, SCHEMA, to_numbered
 
@@ -62,7 +65,7 @@ async def app_drain(dsn: str, jobs: int) -> float:
 
     async with app.open_async():
         started = time.perf_counter()
-        stats = await app.run_worker_async(wait=False, concurrency=16)
+        stats = await app.run_worker_async(wait=False, concurrency=CONCURRENCY)
         elapsed = time.perf_counter() - started
     assert stats.succeeded == jobs, stats
     return jobs / elapsed
