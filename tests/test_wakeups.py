@@ -152,13 +152,7 @@ async def test_no_wake_up_lost_in_the_race(dsn: str) -> None:
                 await asyncio.sleep(random.uniform(0, 0.003))
                 deferred = time.monotonic()
                 await noop.defer_async(n=n)
-                while n not in started:
-                    if time.monotonic() - deferred > 20:
-                        raise AssertionError(f"job {n} did not start within 20 s: a lost wake-up")
-                    event.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), 0.5)
-                slowest.append(started[n] - deferred)
+                slowest.append(await _until_started(n, started, event, deferred))
             return slowest
 
         waits = await asyncio.gather(*(produce(p * 10_000) for p in range(producers)))
@@ -185,22 +179,33 @@ async def test_no_wake_up_lost_in_the_race_on_the_queue_face(dsn: str) -> None:
 
     producer = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     queries = Queries(PsycopgDriver(producer))
-    rounds = 300
+    rounds, waits = 300, []
     try:
         running = asyncio.create_task(pgq.run(dequeue_timeout=datetime.timedelta(seconds=60)))
         for n in range(rounds):
             await asyncio.sleep(random.uniform(0, 0.003))
             enqueued = time.monotonic()
             await queries.enqueue("noop", str(n).encode())
-            while n not in started:
-                assert time.monotonic() - enqueued < 20, f"job {n}: a lost wake-up"
-                event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), 0.5)
+            waits.append(await _until_started(n, started, event, enqueued))
         pgq.stop()
         stats = await asyncio.wait_for(running, 10)
     finally:
         await producer.close()
         await conn.close()
     assert len(started) == rounds == stats.succeeded
+    assert max(waits) < 5.0
     assert stats.idle_marks > rounds // 2  # it did go idle between jobs, over and over
+
+
+async def _until_started(
+    n: int, started: dict[int, float], event: asyncio.Event, since: float
+) -> float:
+    """Wait until job ``n`` started (its runner records it in ``started`` and sets
+    ``event``); how long after ``since``. 20 s without it: a lost wake-up."""
+    while n not in started:
+        if time.monotonic() - since > 20:
+            raise AssertionError(f"job {n} did not start within 20 s: a lost wake-up")
+        event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), 0.5)
+    return started[n] - since
