@@ -324,8 +324,9 @@ class App:
                 f"(it has: {', '.join(sorted(self.tasks)) or 'no tasks'}). Register it with "
                 "@app.task(name=...) in the code the worker imports."
             )
-        context = JobContext(job, self, dict(additional_context or {}))
-        args = (context,) if definition.pass_context else ()
+        args: tuple[Any, ...] = ()
+        if definition.pass_context:
+            args = (JobContext(job, self, dict(additional_context or {})),)
         return Runnable(definition.func, args, job.args, definition.is_async, definition.retry)
 
     def worker(self, **options: Any) -> Worker:
