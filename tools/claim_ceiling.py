@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from _rounds import Measure, print_rates, round_robin
 
 import pgqueue_ref
 from pgqueue_ref import PgQueuer, QueueExecutionMode
@@ -87,7 +85,7 @@ async def queue_drain(dsn: str, jobs: int) -> float:
     return jobs / elapsed
 
 
-def claims_alone(limit: int, connections: int) -> Callable[[str, int], Awaitable[float]]:
+def claims_alone(limit: int, connections: int) -> Measure:
     async def measure(dsn: str, jobs: int) -> float:
         await _fresh(dsn, "queue", jobs)
         conns = [await asyncpg.connect(dsn) for _ in range(connections)]
@@ -124,7 +122,7 @@ def claims_alone(limit: int, connections: int) -> Callable[[str, int], Awaitable
 
 
 async def main(jobs: int, repeat: int, batch: int) -> None:
-    subjects: dict[str, Callable[[str, int], Awaitable[float]]] = {
+    subjects: dict[str, Measure] = {
         "App face drain (AsyncpgConnector)": app_drain,
         f"Queue face drain (AsyncpgPoolDriver, batch_size={batch})": queue_drain,
         f"claims alone, {batch} per round trip, 1 connection": claims_alone(batch, 1),
@@ -134,22 +132,13 @@ async def main(jobs: int, repeat: int, batch: int) -> None:
     }
     if batch != 10:
         print("note: the Queue face drain runs with PgQueuer's default batch_size=10")
-    rates: dict[str, list[float]] = {name: [] for name in subjects}
     with EmbeddedPostgres() as server:  # stopped on the way out
         conn = await asyncpg.connect(server.dsn_url)
         await conn.execute(SCHEMA)
         await conn.close()
-        for round_ in range(repeat):
-            for name, measure in subjects.items():
-                rates[name].append(await measure(server.dsn_url, jobs))
-            print(f"round {round_ + 1} of {repeat} done", file=sys.stderr)
-    app = statistics.median(rates["App face drain (AsyncpgConnector)"])
+        rates = await round_robin(subjects, server.dsn_url, jobs, repeat)
     print(f"\n{jobs} jobs each, median of {repeat}, in one run:\n")
-    print("| subject | jobs/s | over the App face's drain |")
-    print("| --- | ---: | ---: |")
-    for name, measured in rates.items():
-        median = statistics.median(measured)
-        print(f"| {name} | {median:,.0f} | {median / app:.2f}x |")
+    print_rates(rates, "App face drain (AsyncpgConnector)", "the App face's drain")
 
 
 if __name__ == "__main__":
