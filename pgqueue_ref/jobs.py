@@ -138,8 +138,9 @@ def dump_args(
     )
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+#: What json.dumps(value, allow_nan=False, separators=(",", ":")) makes anew on every
+#: call, made once: a batch of 10,000 jobs dumps 10,000 arguments.
+_dump: Callable[[Any], str] = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 
 def _unstorable(value: Any) -> str | None:
