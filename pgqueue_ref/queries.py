@@ -214,14 +214,28 @@ class _QueryCalls:
         if on_conflict not in ("raise", "skip"):
             raise ValueError(f"on_conflict={on_conflict!r}: expected 'raise' or 'skip'")
         specs = _job_specs(entrypoint, payload, priority, execute_after, dedupe_key)
-        query = "enqueue_jobs" if on_conflict == "raise" else "enqueue_jobs_skip_duplicates"
         size = len(entrypoint) if isinstance(entrypoint, list) else None
+        ids = _ids_in_order([s.queueing_lock for s in specs])
+        if size is None and on_conflict == "raise":  # one job: enqueue_job's plain values
+            (spec,) = specs
+            one = {
+                "face": Face.QUEUE.value,
+                "task_name": spec.task_name,
+                "payload": spec.payload,
+                "priority": spec.priority,
+                "queueing_lock": spec.queueing_lock,
+                "schedule_in": spec.schedule_in,
+                "header": _header_texts(headers, None)[0],
+                "channel": str(self.channel),
+            }
+            return Call(QUERIES["enqueue_job"], one, ids)
+        query = "enqueue_jobs" if on_conflict == "raise" else "enqueue_jobs_skip_duplicates"
         params = {
             **spec_columns(Face.QUEUE, specs),
             "channel": str(self.channel),
             "headers": _header_texts(headers, size),
         }
-        return Call(QUERIES[query], params, _ids_in_order([s.queueing_lock for s in specs]))
+        return Call(QUERIES[query], params, ids)
 
     @staticmethod
     def _queue_size_call() -> Call[list[QueueStatistics]]:

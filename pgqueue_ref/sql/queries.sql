@@ -516,6 +516,26 @@ WITH inserted AS (
 )
 SELECT id, queueing_lock FROM inserted, woken, told;
 
+-- name: enqueue_job
+-- enqueue_jobs for its common case, one job (an entrypoint given as a string)
+-- that fails on a taken dedupe key: plain values instead of six one-element
+-- arrays, as defer_job is to defer_jobs. The client encodes six scalars, not
+-- six arrays, and the server skips unnest, WITH ORDINALITY and the sort.
+-- The same wake-ups as enqueue_jobs; pgqueue_wake reads the inserted row, so
+-- it runs once, for it (see defer_job).
+WITH inserted AS (
+    INSERT INTO pgqueue_jobs (face, task_name, payload, priority, queueing_lock, scheduled_at,
+                              headers)
+    VALUES (%(face)s::text, %(task_name)s::text, %(payload)s::bytea, %(priority)s::integer,
+            %(queueing_lock)s::text, now() + make_interval(secs => %(schedule_in)s::float8),
+            %(header)s::text::jsonb)
+    RETURNING id, queueing_lock, face
+), told AS (
+    SELECT count(pg_notify(%(channel)s::text, %(face)s::text || ':default'))
+    WHERE %(channel)s::text <> 'pgqueue_ref'
+)
+SELECT id, queueing_lock FROM inserted, pgqueue_wake(face, 'default') AS woken, told;
+
 -- name: enqueue_jobs_skip_duplicates
 -- enqueue_jobs with on_conflict="skip": a job whose dedupe key is taken by a
 -- waiting job (or by an earlier job of the same batch) is left out instead of
