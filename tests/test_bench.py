@@ -147,15 +147,15 @@ def test_producers_and_scaling_run_small_and_check_every_job(tmp_path: Path) -> 
         out=out,
     )
     assert results.failures == {}, out.getvalue()
-    assert len(results.producers) == 5 * 2 * 2  # kinds x counts x (no worker, busy)
+    assert len(results.producers) == 6 * 2 * 2  # kinds x counts x (no worker, busy)
     assert {(name, k) for name, k in results.scaling} == {
         (s, k) for s in ("pgqueue_ref AsyncpgConnector", MINIMAL) for k in (1, 2)
     }
     assert len(results.checks) == 4 and all(check.ok for check in results.checks)
     headers, rows = results.producer_ratio_rows()
-    assert headers == ["ratio", "worker", "P = 1", "P = 4"] and len(rows) == 10
+    assert headers == ["ratio", "worker", "P = 1", "P = 4"] and len(rows) == 14
     saved = json.loads((tmp_path / "bench.json").read_text())
-    assert len(saved["producers"]) == 20 and len(saved["scaling"]) == 4
+    assert len(saved["producers"]) == 24 and len(saved["scaling"]) == 4
     assert "drain by 2 processes" in out.getvalue()
 
 

@@ -15,6 +15,11 @@ needs no wake-up: the case where a NOTIFY per defer is pure cost):
   the commit record is flushed), so their commits cannot share a disk flush;
 * ``pgqueue_ref AsyncpgConnector``: ``task.defer_async``, which notifies only
   while a worker of the queue is idle (``pgqueue_wake`` in schema.sql);
+* ``pgqueue_ref Queries.enqueue``: the Queue face, PgQueuer's way: ``Queries``
+  over an ``AsyncpgDriver`` on each producer's own connection, one
+  ``enqueue(entrypoint, payload)`` per job. Its statements call the same
+  ``pgqueue_wake``, so they too notify only while a consumer sleeps (none does
+  here: the busy worker serves the App face);
 * ``... every defer notifies``: the same defers with an idle mark that never
   goes away, so each one notifies: the behaviour before that change.
 
@@ -53,6 +58,7 @@ __all__ = [
     "OURS_ALWAYS",
     "PROCESSES",
     "PRODUCERS",
+    "QUEUE_FACE",
     "SCHEMA_INSERT",
     "ProducerRun",
     "measure_producers",
@@ -62,9 +68,10 @@ BARE = "bare INSERT, no NOTIFY"
 SCHEMA_INSERT = "INSERT into pgqueue_jobs, no NOTIFY"
 BARE_NOTIFY = "bare INSERT + pg_notify"
 OURS = "pgqueue_ref AsyncpgConnector"
+QUEUE_FACE = "pgqueue_ref Queries.enqueue (AsyncpgDriver)"
 OURS_ALWAYS = "pgqueue_ref AsyncpgConnector, every defer notifies"
-#: In the order each round measures them.
-KINDS = (BARE, SCHEMA_INSERT, BARE_NOTIFY, OURS, OURS_ALWAYS)
+#: In the order each round measures them (OURS_ALWAYS last: its idle mark stays).
+KINDS = (BARE, SCHEMA_INSERT, BARE_NOTIFY, OURS, QUEUE_FACE, OURS_ALWAYS)
 #: The numbers of concurrent producers measured.
 PRODUCERS = (1, 2, 4, 8, 16, 32)
 #: Producer processes the connections are spread over.
@@ -195,6 +202,9 @@ async def _bare_connections(dsn: str, n: int) -> AsyncIterator[list[Any]]:
 
 
 async def _produce(dsn: str, connections: int) -> None:
+    from ..connectors.asyncpg import AsyncpgDriver
+    from ..queries import Queries
+
     app = _app(dsn, connections)
 
     @app.task(name="noop")
@@ -202,6 +212,7 @@ async def _produce(dsn: str, connections: int) -> None:
 
     inserted = 0
     async with app.open_async(), _bare_connections(dsn, connections) as conns:
+        queue_face = [Queries(AsyncpgDriver(conn)) for conn in conns]
 
         async def bare(conn: Any, sql: str, jobs: int) -> None:
             for n in range(jobs):
@@ -211,10 +222,16 @@ async def _produce(dsn: str, connections: int) -> None:
             for n in range(jobs):
                 await noop.defer_async(n=n)
 
+        async def enqueue(queries: Queries, jobs: int) -> None:
+            for n in range(jobs):
+                await queries.enqueue("noop", str(n).encode())
+
         def runs(kind: str, jobs: int) -> list[Any]:
             bare_sql = {BARE: _INSERT, SCHEMA_INSERT: _INSERT_OURS, BARE_NOTIFY: _INSERT_NOTIFY}
             if kind in bare_sql:
                 return [bare(conn, bare_sql[kind], jobs) for conn in conns]
+            if kind == QUEUE_FACE:
+                return [enqueue(queries, jobs) for queries in queue_face]
             return [ours(jobs) for _ in range(connections)]
 
         _say(ready=True)

@@ -11,7 +11,16 @@ from typing import Any
 
 from .._table import format_table
 from .minimal import MINIMAL, SCHEMA_LIMIT
-from .producers import BARE, BARE_NOTIFY, KINDS, OURS, OURS_ALWAYS, SCHEMA_INSERT, ProducerRun
+from .producers import (
+    BARE,
+    BARE_NOTIFY,
+    KINDS,
+    OURS,
+    OURS_ALWAYS,
+    QUEUE_FACE,
+    SCHEMA_INSERT,
+    ProducerRun,
+)
 from .runner import Check, MemoryCurve
 from .subject import Subject
 
@@ -273,6 +282,8 @@ class Results:
         pairs = [
             (OURS, BARE),
             (OURS, SCHEMA_INSERT),
+            (QUEUE_FACE, BARE),
+            (QUEUE_FACE, SCHEMA_INSERT),
             (SCHEMA_INSERT, BARE),
             (BARE_NOTIFY, BARE),
             (OURS_ALWAYS, BARE),
