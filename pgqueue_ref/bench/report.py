@@ -575,11 +575,14 @@ def scaling_figure(results: Results) -> Any:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     counts = results.producer_counts()
-    for kind in KINDS:
+    for colour, kind in enumerate(KINDS):  # a colour per kind, a line style per worker
         for worker, style in (("none", "--"), ("busy", "-")):
             rates = [results.producer_median(kind, p, worker) for p in counts]
             if any(r is not None for r in rates):
-                left.plot(counts, rates, style, marker="o", label=f"{kind} (worker: {worker})")
+                left.plot(
+                    counts, rates, style, color=f"C{colour}", marker="o",
+                    label=f"{kind} (worker: {worker})",
+                )  # fmt: skip
     left.set_xscale("log", base=2)
     left.set_xticks(counts, [str(p) for p in counts])
     left.set_xlabel("concurrent producers, one job per transaction")
