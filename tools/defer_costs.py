@@ -7,8 +7,10 @@ asyncpg, two tables of figures:
 
 1. Wall time per statement, for statements sent in turn in the same rounds
    (so the machine's load touches them alike): the minimal loop's insert,
+   a plain one-row INSERT into ``pgqueue_jobs`` (the bench's limit of our table),
    pgqueue_ref's ``defer_job`` as sent, and the same insert without its
-   ``pg_notify``. The differences are the server's and the protocol's.
+   ``pg_notify``. The differences are the server's and the protocol's: the
+   first two differ by our table, the last three by our statement.
 2. Client CPU per defer (``time.process_time``, which other processes disturb
    far less than wall time), layer by layer, from a bare ``conn.fetch`` of
    ``defer_job`` up to ``task.defer_async()``. The differences are our layers.
@@ -29,7 +31,7 @@ from typing import Any
 import asyncpg
 
 import pgqueue_ref
-from pgqueue_ref.bench.minimal import INSERT_ONE
+from pgqueue_ref.bench.minimal import INSERT_ONE, INSERT_ONE_ON_OUR_TABLE
 from pgqueue_ref.bench.minimal import SCHEMA as MINIMAL_SCHEMA
 from pgqueue_ref.embedded import scratch_database
 from pgqueue_ref.jobs import Face
@@ -72,7 +74,7 @@ async def main(count: int, per_round: int) -> None:
         @app.task(name="noop")
         async def noop(n: int) -> None: ...
 
-        conns = [await asyncpg.connect(dsn) for _ in range(3)]
+        conns = [await asyncpg.connect(dsn) for _ in range(4)]
         deferrer = noop.configure()
         params = defer_call(Face.APP, [deferrer.job_spec({"n": 0})]).params  # what is sent
         defer_job, names = to_numbered(QUERIES["defer_job"].sql)
@@ -85,6 +87,9 @@ async def main(count: int, per_round: int) -> None:
             {
                 "minimal loop: INSERT (its trigger notifies)": lambda n: conns[0].execute(
                     INSERT_ONE, args(n)
+                ),
+                "a plain INSERT into pgqueue_jobs": lambda n: conns[3].execute(
+                    INSERT_ONE_ON_OUR_TABLE, args(n)
                 ),
                 "defer_job, as sent": lambda n: conns[1].fetch(defer_job, *values),
                 "defer_job without pg_notify": lambda n: conns[2].fetch(WITHOUT_NOTIFY, *values),

@@ -88,8 +88,9 @@ _ON_OUR_TABLE = _Statements(
     table="pgqueue_jobs",
 )
 
-#: The one-job insert of the minimal loop (tools/defer_costs.py times it).
+#: The one-job inserts of the two limits (tools/defer_costs.py times them).
 INSERT_ONE = _MINIMAL.insert_one
+INSERT_ONE_ON_OUR_TABLE = _ON_OUR_TABLE.insert_one
 
 _TRIGGER_ON_OUR_TABLE = """
 CREATE FUNCTION minimal_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
