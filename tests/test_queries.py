@@ -81,6 +81,33 @@ async def _noop(job: Any) -> None:
     pass
 
 
+async def test_one_job_and_a_list_of_one_write_the_same_row(queries: Queries, db: Db) -> None:
+    # One entrypoint given as a string goes through enqueue_job (plain values), a list
+    # through enqueue_jobs (an array per column): both must write the same columns.
+    options: dict[str, Any] = {
+        "priority": 7,
+        "execute_after": datetime.timedelta(hours=1),
+        "headers": {"trace": "t-1"},
+    }
+    assert queries._enqueue_call("e", b"\x00", 7, None, "k1", "raise").query.name == "enqueue_job"
+    assert queries._enqueue_call(["e"], [b"\x00"], 7, None, "k2", "raise").query.name == (
+        "enqueue_jobs"
+    )
+    (one,) = await queries.enqueue("e", b"\x00\x01", dedupe_key="k1", **options)
+    (listed,) = await queries.enqueue(["e"], [b"\x00\x01"], dedupe_key=["k2"], **options)
+    columns = (
+        "face, queue, task_name, args, payload, priority, status, headers, "
+        "round(extract(epoch FROM scheduled_at - created_at))"
+    )
+    rows = db(f"SELECT {columns} FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", [one, listed])
+    assert rows[0] == rows[1]
+    assert rows[0][4:] == (b"\x00\x01", 7, "todo", {"trace": "t-1"}, 3600)
+    keys = db(
+        "SELECT queueing_lock FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", [one, listed]
+    )
+    assert keys == [("k1",), ("k2",)]
+
+
 # -- channels --------------------------------------------------------------------------
 
 
