@@ -340,7 +340,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   latency_samples=args.latency_samples, memory=args.memory_jobs,
                   producer_jobs=args.producer_jobs)  # fmt: skip
     results = run_bench(sizes=sizes, repeat=args.repeat, subjects=args.subjects, operations=args.operations,
-                        output=args.output, plot=args.plot, pgbouncer=args.pgbouncer,
+                        output=args.output, plot=args.plot or args.output.with_name("benchmarks.png"),
+                        pgbouncer=args.pgbouncer,
                         command=" ".join(["python -m pgqueue_ref", *sys.argv[1:]]))  # fmt: skip
     return 1 if results.failures else 0
 
@@ -529,9 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "direct (needs the pgbouncer program)")  # fmt: skip
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"),
                        help="JSON results; a Markdown table is written beside it")  # fmt: skip
-    bench.add_argument(
-        "--plot", type=Path, default=Path("bench-results/benchmarks.png"), help="the plot (PNG)"
-    )
+    bench.add_argument("--plot", type=Path, default=None,
+                       help="the plot (PNG; default: benchmarks.png beside --output)")  # fmt: skip
     bench.set_defaults(run=cmd_bench)
     _add_dashboard(commands)
     return parser

@@ -228,3 +228,13 @@ def test_bench_measures_and_writes_its_results(dsn: str, tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert output.exists() and plot.exists()
     assert "PsycopgConnector" in result.stdout
+
+
+def test_bench_puts_its_plot_beside_its_output_unless_told(dsn: str, tmp_path: Path) -> None:
+    output = tmp_path / "elsewhere" / "bench.json"
+    result = run("bench", "--repeat", "1", "--one-by-one-jobs", "5", "--operations", "enqueue_one",
+                 "--subjects", "pgqueue_ref PsycopgConnector", "--output", str(output),
+                 dsn=dsn, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (output.parent / "benchmarks.png").exists()
+    assert not (tmp_path / "bench-results").exists()  # the default folder stays untouched

@@ -588,7 +588,8 @@ def scaling_figure(results: Results) -> Any:
     left.set_xlabel("concurrent producers, one job per transaction")
     left.set_ylabel("jobs/s")
     left.set_title("enqueue by concurrent producers (median)", fontsize=9)
-    left.legend(fontsize=6)
+    if results.producers:  # a panel with nothing measured gets no legend
+        left.legend(fontsize=6)
     left.grid(alpha=0.3)
     processes = sorted({k for _, k in results.scaling})
     for name in dict.fromkeys(n for n, _ in results.scaling):
@@ -599,7 +600,8 @@ def scaling_figure(results: Results) -> Any:
     right.set_xlabel("worker processes")
     right.set_ylabel("jobs/s")
     right.set_title("drain by worker processes (median)", fontsize=9)
-    right.legend(fontsize=7)
+    if results.scaling:
+        right.legend(fontsize=7)
     right.grid(alpha=0.3)
     figure.suptitle(
         f"{results.meta.get('server', '')}, {results.meta.get('cpus')} CPUs", fontsize=9
