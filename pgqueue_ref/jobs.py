@@ -217,6 +217,23 @@ def job_from_row(row: Mapping[str, Any], loads: Callable[[str], Any] | None = No
     )
 
 
+def spec_values(face: Face, spec: JobSpec) -> dict[str, Any]:
+    """The parameters of ``defer_job`` (and ``enqueue_job``): :func:`spec_columns` for one
+    job, plain values instead of arrays."""
+    return {
+        "face": face.value,
+        "queue": spec.queue,
+        "task_name": spec.task_name,
+        "args": spec.args,
+        "payload": spec.payload,
+        "priority": spec.priority,
+        "lock": spec.lock,
+        "queueing_lock": spec.queueing_lock,
+        "schedule_at": spec.schedule_at,
+        "schedule_in": spec.schedule_in,
+    }
+
+
 def spec_columns(face: Face, specs: Sequence[JobSpec]) -> dict[str, Any]:
     """The parameters of the ``defer_jobs`` query: one array per column."""
     return {

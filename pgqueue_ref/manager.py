@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from .connectors import AsyncConnector, BaseConnector, Row, require_async
 from .exceptions import AlreadyEnqueued, ConnectorException, InvalidQueueName, JobNotRetryable
-from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns
+from .jobs import Face, Job, JobSpec, Status, job_from_row, spec_columns, spec_values
 from .names import identifier
 from .sql import QUERIES, SCHEMA, Query
 from .table_stats import TableStats, stats_from_row
@@ -125,10 +125,10 @@ def defer_call(face: Face, specs: Sequence[JobSpec]) -> Call[list[int]]:
     # The common cases have cheaper statements of their own: one job, and a batch
     # of jobs that differ only in their arguments.
     if len(specs) == 1:
-        return Call(QUERIES["defer_job"], _spec_values(face, specs[0]), _ids)
+        return Call(QUERIES["defer_job"], spec_values(face, specs[0]), _ids)
     shared = _shared(specs[0])
     if all(_shared(spec) == shared for spec in specs):
-        params = _spec_values(face, specs[0]) | {"args": _json_array(spec.args for spec in specs)}
+        params = spec_values(face, specs[0]) | {"args": _json_array(spec.args for spec in specs)}
         return Call(QUERIES["defer_jobs_alike"], params, _ids)
     return Call(QUERIES["defer_jobs"], spec_columns(face, specs), _ids)
 
@@ -137,7 +137,7 @@ def defer_alike_call(face: Face, template: JobSpec, args: Sequence[str]) -> Call
     """Jobs like ``template`` but for their JSON ``args``, without a JobSpec each."""
     if len(args) == 1:
         return defer_call(face, [dataclasses.replace(template, args=args[0])])
-    params = _spec_values(face, template) | {"args": _json_array(args)}
+    params = spec_values(face, template) | {"args": _json_array(args)}
     return Call(QUERIES["defer_jobs_alike"], params, _ids)
 
 
@@ -158,22 +158,6 @@ def _shared(spec: JobSpec) -> tuple[Any, ...]:
         spec.schedule_at,
         spec.schedule_in,
     )
-
-
-def _spec_values(face: Face, spec: JobSpec) -> dict[str, Any]:
-    """The parameters of ``defer_job``: ``spec_columns`` for one job, without the arrays."""
-    return {
-        "face": face.value,
-        "queue": spec.queue,
-        "task_name": spec.task_name,
-        "args": spec.args,
-        "payload": spec.payload,
-        "priority": spec.priority,
-        "lock": spec.lock,
-        "queueing_lock": spec.queueing_lock,
-        "schedule_at": spec.schedule_at,
-        "schedule_in": spec.schedule_in,
-    }
 
 
 def fetch_call(

@@ -43,7 +43,7 @@ from .connectors.custom import as_connector
 from .connectors.driver import PgQueuerDriver
 from .connectors.psycopg import PsycopgDriver, PsycopgPoolDriver
 from .exceptions import AlreadyEnqueued, DuplicateJobError
-from .jobs import Face, JobSpec, spec_columns
+from .jobs import Face, JobSpec, spec_columns, spec_values
 from .manager import Call, JobManager, SchemaManager
 from .queue_log import AsyncLogMethods, SyncLogMethods
 from .settings import Channel, DBSettings
@@ -217,15 +217,9 @@ class _QueryCalls:
         size = len(entrypoint) if isinstance(entrypoint, list) else None
         ids = _ids_in_order([s.queueing_lock for s in specs])
         if size is None and on_conflict == "raise":  # one job: enqueue_job's plain values
-            (spec,) = specs
-            one = {
-                "face": Face.QUEUE.value,
-                "task_name": spec.task_name,
-                "payload": spec.payload,
-                "priority": spec.priority,
-                "queueing_lock": spec.queueing_lock,
-                "schedule_in": spec.schedule_in,
-                "header": _header_texts(headers, None)[0],
+            (header,) = _header_texts(headers, None)
+            one = spec_values(Face.QUEUE, specs[0]) | {
+                "header": header,
                 "channel": str(self.channel),
             }
             return Call(QUERIES["enqueue_job"], one, ids)
