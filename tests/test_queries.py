@@ -81,18 +81,21 @@ async def _noop(job: Any) -> None:
     pass
 
 
-async def test_one_job_and_a_list_of_one_write_the_same_row(queries: Queries, db: Db) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"priority": 7, "execute_after": datetime.timedelta(hours=1), "headers": {"trace": "t-1"}},
+        {},  # the NULLs: no delay, no headers
+    ],
+    ids=["every option", "none"],
+)
+async def test_one_job_and_a_list_of_one_write_the_same_row(
+    queries: Queries, db: Db, options: dict[str, Any]
+) -> None:
     # One entrypoint given as a string goes through enqueue_job (plain values), a list
     # through enqueue_jobs (an array per column): both must write the same columns.
-    options: dict[str, Any] = {
-        "priority": 7,
-        "execute_after": datetime.timedelta(hours=1),
-        "headers": {"trace": "t-1"},
-    }
-    assert queries._enqueue_call("e", b"\x00", 7, None, "k1", "raise").query.name == "enqueue_job"
-    assert queries._enqueue_call(["e"], [b"\x00"], 7, None, "k2", "raise").query.name == (
-        "enqueue_jobs"
-    )
+    assert queries._enqueue_call("e", b"", 0, None, "k", "raise").query.name == "enqueue_job"
+    assert queries._enqueue_call(["e"], [b""], 0, None, "k", "raise").query.name == "enqueue_jobs"
     (one,) = await queries.enqueue("e", b"\x00\x01", dedupe_key="k1", **options)
     (listed,) = await queries.enqueue(["e"], [b"\x00\x01"], dedupe_key=["k2"], **options)
     columns = (
@@ -101,7 +104,8 @@ async def test_one_job_and_a_list_of_one_write_the_same_row(queries: Queries, db
     )
     rows = db(f"SELECT {columns} FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", [one, listed])
     assert rows[0] == rows[1]
-    assert rows[0][4:] == (b"\x00\x01", 7, "todo", {"trace": "t-1"}, 3600)
+    expected = (7, "todo", {"trace": "t-1"}, 3600) if options else (0, "todo", None, None)
+    assert rows[0][4:] == (b"\x00\x01", *expected)
     keys = db(
         "SELECT queueing_lock FROM pgqueue_jobs WHERE id = ANY(%s) ORDER BY id", [one, listed]
     )
