@@ -28,94 +28,82 @@ import time
 from typing import Any
 
 import asyncpg
-from _rounds import Measure, print_rates, round_robin
+from _rounds import (
+    FETCH,
+    Measure,
+    claim_args,
+    exactly_once,
+    fresh_jobs,
+    none_left,
+    print_rates,
+    round_robin,
+)
 
 import pgqueue_ref
 from pgqueue_ref import PgQueuer, QueueExecutionMode
 from pgqueue_ref.bench.app_api import CONCURRENCY
 from pgqueue_ref.embedded import EmbeddedPostgres
-from pgqueue_ref.sql import QUERIES, SCHEMA, to_numbered
-
-FETCH, FETCH_NAMES = to_numbered(str(QUERIES["fetch_jobs"]))
-FILL = (
-    "INSERT INTO pgqueue_jobs (face, queue, task_name, args) "
-    "SELECT $1, 'default', 'noop', '{\"n\": 1}'::jsonb FROM generate_series(1, $2)"
-)
-
-
-async def _fresh(dsn: str, face: str, jobs: int) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("TRUNCATE pgqueue_jobs")
-        await conn.execute(FILL, face, jobs)
-        await conn.execute("VACUUM ANALYZE pgqueue_jobs")
-    finally:
-        await conn.close()
+from pgqueue_ref.sql import SCHEMA
 
 
 async def app_drain(dsn: str, jobs: int) -> float:
-    await _fresh(dsn, "app", jobs)
+    await fresh_jobs(dsn, "app", jobs)
     app = pgqueue_ref.App(connector=pgqueue_ref.AsyncpgConnector(dsn=dsn, min_size=2, max_size=4))
+    ran: list[int] = []
 
     @app.task(name="noop")
     async def noop(n: int) -> None:
-        pass
+        ran.append(n)
 
     async with app.open_async():
         started = time.perf_counter()
-        stats = await app.run_worker_async(wait=False, concurrency=CONCURRENCY)
+        await app.run_worker_async(wait=False, concurrency=CONCURRENCY)
         elapsed = time.perf_counter() - started
-    assert stats.succeeded == jobs, stats
+    exactly_once(ran, jobs)
+    await none_left(dsn)
     return jobs / elapsed
 
 
 async def queue_drain(dsn: str, jobs: int) -> float:
-    await _fresh(dsn, "queue", jobs)
+    await fresh_jobs(dsn, "queue", jobs)
+    ran: list[int] = []
     async with asyncpg.create_pool(dsn, min_size=2, max_size=4) as pool:
         pgq = PgQueuer.from_asyncpg_pool(pool)
 
         @pgq.entrypoint("noop")
         async def noop(job: Any) -> None:
-            pass
+            ran.append(job.id)
 
         started = time.perf_counter()
-        stats = await pgq.run(mode=QueueExecutionMode.drain)
+        await pgq.run(mode=QueueExecutionMode.drain)
         elapsed = time.perf_counter() - started
-    assert stats.succeeded == jobs, stats
+    exactly_once(ran, jobs)
+    await none_left(dsn)
     return jobs / elapsed
 
 
 def claims_alone(limit: int, connections: int) -> Measure:
     async def measure(dsn: str, jobs: int) -> float:
-        await _fresh(dsn, "queue", jobs)
+        await fresh_jobs(dsn, "queue", jobs)
         conns = [await asyncpg.connect(dsn) for _ in range(connections)]
         try:
             worker_id = await conns[0].fetchval(
                 "INSERT INTO pgqueue_workers (name) VALUES ('claim_ceiling') RETURNING id"
             )
-            values = {
-                "face": "queue",
-                "queues": None,
-                "task_names": ["noop"],
-                "limit": limit,
-                "worker_id": worker_id,
-            }
-            args = [values[name] for name in FETCH_NAMES]
-            claimed = 0
+            args = claim_args(worker_id, face="queue", limit=limit, task_names=["noop"])
+            claimed: list[int] = []
 
             async def loop(conn: Any) -> None:
-                nonlocal claimed
                 while rows := await conn.fetch(FETCH, *args):
-                    claimed += len(rows)
+                    claimed.extend(row["id"] for row in rows)
 
             started = time.perf_counter()
             await asyncio.gather(*(loop(conn) for conn in conns))
             elapsed = time.perf_counter() - started
-            await conns[0].execute("DELETE FROM pgqueue_workers WHERE id = $1", worker_id)
         finally:
             for conn in conns:
                 await conn.close()
-        assert claimed == jobs, claimed
+        exactly_once(claimed, jobs)
         return jobs / elapsed
 
     return measure
@@ -136,7 +124,7 @@ async def main(jobs: int, repeat: int, batch: int) -> None:
         conn = await asyncpg.connect(server.dsn_url)
         await conn.execute(SCHEMA)
         await conn.close()
-        rates = await round_robin(subjects, server.dsn_url, jobs, repeat)
+        rates, _ = await round_robin(subjects, server.dsn_url, jobs, repeat)
     print(f"\n{jobs} jobs each, median of {repeat}, in one run:\n")
     print_rates(rates, "App face drain (AsyncpgConnector)", "the App face's drain")
 

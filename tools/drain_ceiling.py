@@ -24,13 +24,14 @@ times, on a table freshly filled with ``--jobs`` no-op jobs and vacuumed:
   that keeps its claims and outcomes as ours do can go faster here;
 * the same with ``finish_jobs``' retention on (``delete_statuses = {succeeded}``:
   the outcome is a delete, ``delete_jobs="successful"``);
-* the **App face's drain** (``AsyncpgConnector``, the bench's concurrency of 16),
-  and the same with ``delete_jobs="successful"``.
+* the **App face's drain** (``AsyncpgConnector`` with its default pool, the bench's
+  concurrency of 16), and the same with ``delete_jobs="successful"``.
 
 Then, on one connection, the wall time per 100 jobs of each statement alone
 (medians of 15 rounds): where the difference between the first two comes from.
-It prints the medians in jobs/s, each over the minimal loop on our table, and
-checks after every run that each job ran (or was claimed) exactly once.
+It prints the medians in jobs/s, each over the minimal loop on our table, with this
+process's CPU per job (the client's: the App face's worker runs in it), and checks
+after every run that each job ran (or was claimed) exactly once and none is left.
 """
 
 from __future__ import annotations
@@ -39,60 +40,25 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections import Counter
 from typing import Any
 
+import _rounds as shared
 import asyncpg
-from _rounds import Measure, print_rates, round_robin
 
 import pgqueue_ref
 from pgqueue_ref.bench.app_api import CONCURRENCY
-from pgqueue_ref.bench.minimal import BATCH, CONNECTIONS, schema_loop
+from pgqueue_ref.bench.minimal import (
+    BATCH,
+    CLAIM_ON_OUR_TABLE,
+    CONNECTIONS,
+    DELETE_ON_OUR_TABLE,
+    schema_loop,
+)
 from pgqueue_ref.embedded import EmbeddedPostgres
 from pgqueue_ref.sql import QUERIES, to_numbered
 
-FETCH, FETCH_NAMES = to_numbered(str(QUERIES["fetch_jobs"]))
 FINISH, FINISH_NAMES = to_numbered(str(QUERIES["finish_jobs"]))
-FILL = (
-    "INSERT INTO pgqueue_jobs (task_name, args) "
-    "SELECT 'noop', jsonb_build_object('n', n) FROM generate_series(1, $1) AS n"
-)
 LIMIT = "minimal loop on our table (lock, run, delete: one transaction)"
-
-
-async def _fresh(dsn: str, jobs: int) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("TRUNCATE pgqueue_jobs, pgqueue_workers CASCADE")
-        await conn.execute(FILL, jobs)
-        await conn.execute("VACUUM ANALYZE pgqueue_jobs")
-    finally:
-        await conn.close()
-
-
-async def _left(dsn: str) -> int:
-    """Jobs not finished: waiting, or claimed and never given an outcome."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM pgqueue_jobs WHERE status IN ('todo', 'doing')"
-            )
-        )
-    finally:
-        await conn.close()
-
-
-def _claim(worker_id: int) -> list[Any]:
-    """``fetch_jobs``' parameters, in ``$n`` order: ``BATCH`` App-face jobs of any queue."""
-    claim = {
-        "face": "app",
-        "queues": None,
-        "task_names": None,
-        "limit": BATCH,
-        "worker_id": worker_id,
-    }
-    return [claim[name] for name in FETCH_NAMES]
 
 
 def _succeeded(ids: list[int], worker_id: int, *, delete: bool) -> list[Any]:
@@ -109,70 +75,64 @@ def _succeeded(ids: list[int], worker_id: int, *, delete: bool) -> list[Any]:
     return [outcome[name] for name in FINISH_NAMES]
 
 
-def _exactly_once(runs: Counter[int], jobs: int) -> None:
-    repeated = sum(1 for times in runs.values() if times > 1)
-    assert len(runs) == jobs and not repeated, (
-        f"{len(runs)} of {jobs} jobs ran, {repeated} more than once"
-    )
-
-
 async def minimal_on_our_table(dsn: str, jobs: int) -> float:
-    await _fresh(dsn, jobs)
-    runs: Counter[int] = Counter()
+    await shared.fresh_jobs(dsn, "app", jobs)
+    ran: list[int] = []
     worker_of = schema_loop().worker
-    assert worker_of is not None
-    async with worker_of(dsn, lambda n: runs.update((n,))) as worker:
+    assert worker_of is not None  # the limits run a worker
+    async with worker_of(dsn, ran.append) as worker:
         started = time.perf_counter()
         await worker.drain()
         elapsed = time.perf_counter() - started
-    _exactly_once(runs, jobs)
+    shared.exactly_once(ran, jobs)
+    await shared.none_left(dsn)
     return jobs / elapsed
 
 
-def our_statements(*, delete: bool) -> Measure:
+def our_statements(*, delete: bool) -> shared.Measure:
     async def measure(dsn: str, jobs: int) -> float:
-        await _fresh(dsn, jobs)
-        runs: Counter[str] = Counter()  # by the args' text, one per job
+        await shared.fresh_jobs(dsn, "app", jobs)
+        claimed: list[int] = []
         async with asyncpg.create_pool(dsn, min_size=CONNECTIONS, max_size=CONNECTIONS) as pool:
             worker_id = await pool.fetchval(
                 "INSERT INTO pgqueue_workers (name) VALUES ('drain_ceiling') RETURNING id"
             )
-            claim_args = _claim(worker_id)
+            args = shared.claim_args(worker_id, face="app", limit=BATCH)
 
             async def loop() -> None:
                 async with pool.acquire() as conn:
-                    while rows := await conn.fetch(FETCH, *claim_args):
+                    while rows := await conn.fetch(shared.FETCH, *args):
                         ids = [row["id"] for row in rows]
-                        runs.update(row["args"] for row in rows)
+                        claimed.extend(ids)
                         await conn.fetch(FINISH, *_succeeded(ids, worker_id, delete=delete))
 
             started = time.perf_counter()
             await asyncio.gather(*(loop() for _ in range(CONNECTIONS)))
             elapsed = time.perf_counter() - started
-        assert await _left(dsn) == 0
-        assert len(runs) == jobs and max(runs.values()) == 1, "a job was claimed twice, or never"
+        shared.exactly_once(claimed, jobs)
+        await shared.none_left(dsn)
         return jobs / elapsed
 
     return measure
 
 
-def app_face(*, delete: bool) -> Measure:
+def app_face(*, delete: bool) -> shared.Measure:
     async def measure(dsn: str, jobs: int) -> float:
-        await _fresh(dsn, jobs)
+        await shared.fresh_jobs(dsn, "app", jobs)
         app = pgqueue_ref.App(connector=pgqueue_ref.AsyncpgConnector(dsn=dsn))
-        runs: Counter[int] = Counter()
+        ran: list[int] = []
 
         @app.task(name="noop")
         async def noop(n: int) -> None:
-            runs[n] += 1
+            ran.append(n)
 
         options: dict[str, Any] = {"delete_jobs": "successful"} if delete else {}
         async with app.open_async():
             started = time.perf_counter()
             await app.run_worker_async(wait=False, concurrency=CONCURRENCY, **options)
             elapsed = time.perf_counter() - started
-        _exactly_once(runs, jobs)
-        assert await _left(dsn) == 0
+        shared.exactly_once(ran, jobs)
+        await shared.none_left(dsn)
         return jobs / elapsed
 
     return measure
@@ -192,22 +152,18 @@ async def statement_costs(dsn: str, rounds: int) -> dict[str, float]:
     names = list(times)
     try:
         for _ in range(rounds):
-            await _fresh(dsn, 20 * BATCH)
+            await shared.fresh_jobs(dsn, "app", 20 * BATCH)
             lock_and_delete = fetch = finish = 0.0
             for _ in range(10):
                 started = time.perf_counter()
                 async with conn.transaction():
-                    rows = await conn.fetch(
-                        "SELECT id, args FROM pgqueue_jobs WHERE status = 'todo' AND face = 'app' "
-                        f"ORDER BY priority DESC, id LIMIT {BATCH} FOR UPDATE SKIP LOCKED"
-                    )
-                    await conn.execute(
-                        "DELETE FROM pgqueue_jobs WHERE id = ANY($1::bigint[])",
-                        [r["id"] for r in rows],
-                    )
+                    rows = await conn.fetch(CLAIM_ON_OUR_TABLE)
+                    await conn.execute(DELETE_ON_OUR_TABLE, [r["id"] for r in rows])
                 lock_and_delete += time.perf_counter() - started
                 started = time.perf_counter()
-                rows = await conn.fetch(FETCH, *_claim(worker_id))
+                rows = await conn.fetch(
+                    shared.FETCH, *shared.claim_args(worker_id, face="app", limit=BATCH)
+                )
                 fetch += time.perf_counter() - started
                 ids = [row["id"] for row in rows]
                 started = time.perf_counter()
@@ -221,7 +177,7 @@ async def statement_costs(dsn: str, rounds: int) -> dict[str, float]:
 
 
 async def main(jobs: int, repeat: int) -> None:
-    subjects: dict[str, Measure] = {
+    subjects: dict[str, shared.Measure] = {
         LIMIT: minimal_on_our_table,
         "our fetch_jobs + finish_jobs, bare (claim commits, outcome kept)": our_statements(
             delete=False
@@ -229,16 +185,16 @@ async def main(jobs: int, repeat: int) -> None:
         "the same, the outcome a delete (delete_statuses = {succeeded})": our_statements(
             delete=True
         ),
-        "App face drain (AsyncpgConnector)": app_face(delete=False),
+        "App face drain (AsyncpgConnector, its default pool)": app_face(delete=False),
         "App face drain, delete_jobs='successful'": app_face(delete=True),
     }
     with EmbeddedPostgres() as server:  # stopped on the way out
         await schema_loop().setup(server.dsn_url)  # our schema and the minimal loop's trigger
-        rates = await round_robin(subjects, server.dsn_url, jobs, repeat)
+        rates, cpu = await shared.round_robin(subjects, server.dsn_url, jobs, repeat)
         costs = await statement_costs(server.dsn_url, 15)
     print(f"\n{jobs} jobs each, {CONNECTIONS} connections x {BATCH} jobs per claim for the bare")
     print(f"loops, median of {repeat}, in one run:\n")
-    print_rates(rates, LIMIT, "the minimal loop on our table")
+    shared.print_rates(rates, LIMIT, "the minimal loop on our table", cpu)
     print(f"\nOne connection, wall time per {BATCH} jobs (µs, median of 15 rounds of 10):\n")
     print("| statement | µs |")
     print("| --- | ---: |")

@@ -88,9 +88,11 @@ _ON_OUR_TABLE = _Statements(
     table="pgqueue_jobs",
 )
 
-#: The one-job inserts of the two limits (tools/defer_costs.py times them).
+#: The minimal loop's one-job insert (tools/defer_costs.py times it), and its claim and
+#: delete on our table (tools/drain_ceiling.py times them).
 INSERT_ONE = _MINIMAL.insert_one
-INSERT_ONE_ON_OUR_TABLE = _ON_OUR_TABLE.insert_one
+CLAIM_ON_OUR_TABLE = _ON_OUR_TABLE.claim
+DELETE_ON_OUR_TABLE = _ON_OUR_TABLE.delete
 
 _TRIGGER_ON_OUR_TABLE = """
 CREATE FUNCTION minimal_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
