@@ -7,10 +7,11 @@ asyncpg, two tables of figures:
 
 1. Wall time per statement, for statements sent in turn in the same rounds
    (so the machine's load touches them alike): the minimal loop's insert,
-   a plain one-row INSERT into ``pgqueue_jobs`` (the bench's limit of our table),
-   pgqueue_ref's ``defer_job`` as sent, and the same insert without its
-   ``pg_notify``. The differences are the server's and the protocol's: the
-   first two differ by our table, the last three by our statement.
+   the producers scenario's two limits with no NOTIFY (a bare INSERT into a
+   two-column table, and a plain one into ``pgqueue_jobs``), pgqueue_ref's
+   ``defer_job`` without its wake-up check (``pgqueue_wake``), and as sent. The
+   differences are the server's and the protocol's: the second and third differ by
+   our table, the third and fourth by our statement, the last two by the check.
 2. Client CPU per defer (``time.process_time``, which other processes disturb
    far less than wall time), layer by layer, from a bare ``conn.fetch`` of
    ``defer_job`` up to ``task.defer_async()``. The differences are our layers.
@@ -31,8 +32,9 @@ from typing import Any
 import asyncpg
 
 import pgqueue_ref
-from pgqueue_ref.bench.minimal import INSERT_ONE, INSERT_ONE_ON_OUR_TABLE
+from pgqueue_ref.bench.minimal import INSERT_ONE
 from pgqueue_ref.bench.minimal import SCHEMA as MINIMAL_SCHEMA
+from pgqueue_ref.bench.producers import BARE_INSERT, BARE_SCHEMA, PLAIN_INSERT
 from pgqueue_ref.embedded import scratch_database
 from pgqueue_ref.jobs import Face
 from pgqueue_ref.manager import defer_call
@@ -69,12 +71,12 @@ async def main(count: int, per_round: int) -> None:
     app = pgqueue_ref.App(connector=pgqueue_ref.AsyncpgConnector(dsn=dsn))
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
-        await app.connector.execute_async(MINIMAL_SCHEMA)
+        await app.connector.execute_async(MINIMAL_SCHEMA + BARE_SCHEMA)
 
         @app.task(name="noop")
         async def noop(n: int) -> None: ...
 
-        conns = [await asyncpg.connect(dsn) for _ in range(4)]
+        conns = [await asyncpg.connect(dsn) for _ in range(5)]
         deferrer = noop.configure()
         params = defer_call(Face.APP, [deferrer.job_spec({"n": 0})]).params  # what is sent
         defer_job, names = to_numbered(QUERIES["defer_job"].sql)
@@ -88,11 +90,14 @@ async def main(count: int, per_round: int) -> None:
                 "minimal loop: INSERT (its trigger notifies)": lambda n: conns[0].execute(
                     INSERT_ONE, args(n)
                 ),
-                "a plain INSERT into pgqueue_jobs": lambda n: conns[3].execute(
-                    INSERT_ONE_ON_OUR_TABLE, args(n)
+                "bare INSERT into a two-column table, no NOTIFY": lambda n: conns[3].fetch(
+                    BARE_INSERT, args(n)
                 ),
+                "plain INSERT into pgqueue_jobs, no NOTIFY": lambda n: conns[4].fetch(
+                    PLAIN_INSERT, args(n)
+                ),
+                "defer_job without pgqueue_wake": lambda n: conns[2].fetch(WITHOUT_NOTIFY, *values),
                 "defer_job, as sent": lambda n: conns[1].fetch(defer_job, *values),
-                "defer_job without pg_notify": lambda n: conns[2].fetch(WITHOUT_NOTIFY, *values),
             },
             count,
             per_round,

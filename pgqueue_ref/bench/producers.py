@@ -52,10 +52,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BARE",
+    "BARE_INSERT",
     "BARE_NOTIFY",
+    "BARE_SCHEMA",
     "KINDS",
     "OURS",
     "OURS_ALWAYS",
+    "PLAIN_INSERT",
     "PROCESSES",
     "PRODUCERS",
     "QUEUE_FACE",
@@ -80,14 +83,16 @@ PROCESSES = 2
 BUSY_CONCURRENCY = 16
 WARM_UP = 3
 
-_BARE_SCHEMA = """
+#: The limit's table, and the two inserts with no NOTIFY (tools/defer_costs.py times
+#: them on one connection too).
+BARE_SCHEMA = """
 CREATE TABLE bare_jobs (
     id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     args jsonb NOT NULL
 );
 """
-_INSERT = "INSERT INTO bare_jobs (args) VALUES ($1::jsonb) RETURNING id"
-_INSERT_OURS = "INSERT INTO pgqueue_jobs (task_name, args) VALUES ('plain', $1::jsonb) RETURNING id"
+BARE_INSERT = "INSERT INTO bare_jobs (args) VALUES ($1::jsonb) RETURNING id"
+PLAIN_INSERT = "INSERT INTO pgqueue_jobs (task_name, args) VALUES ('plain', $1::jsonb) RETURNING id"
 _INSERT_NOTIFY = (
     "WITH i AS (INSERT INTO bare_jobs (args) VALUES ($1::jsonb) RETURNING id) "
     "SELECT id FROM i, pg_notify('bare_jobs', '')"
@@ -108,7 +113,7 @@ class ProducerRun:
 async def _setup(dsn: str) -> None:
     from ..sql import SCHEMA
 
-    await execute(dsn, SCHEMA + _BARE_SCHEMA)
+    await execute(dsn, SCHEMA + BARE_SCHEMA)
 
 
 async def _phantom_idle_mark(dsn: str) -> None:
@@ -227,7 +232,7 @@ async def _produce(dsn: str, connections: int) -> None:
                 await queries.enqueue("noop", str(n).encode())
 
         def runs(kind: str, jobs: int) -> list[Any]:
-            bare_sql = {BARE: _INSERT, SCHEMA_INSERT: _INSERT_OURS, BARE_NOTIFY: _INSERT_NOTIFY}
+            bare_sql = {BARE: BARE_INSERT, SCHEMA_INSERT: PLAIN_INSERT, BARE_NOTIFY: _INSERT_NOTIFY}
             if kind in bare_sql:
                 return [bare(conn, bare_sql[kind], jobs) for conn in conns]
             if kind == QUEUE_FACE:
