@@ -74,9 +74,9 @@ async def test_the_queue_face_kinds_are_measured_and_the_marked_ones_notify(
         "INSERT",
         "INSERT + pg_notify",
         "defer_job, no worker idle",
-        "enqueue_jobs, no consumer idle",
+        "enqueue_job, no consumer idle",
         "defer_job, a worker idle",
-        "enqueue_jobs, a consumer idle",
+        "enqueue_job, a consumer idle",
     ]
     assert sorted(set(payloads)) == ["app:default", "queue:default"]
     assert db("SELECT count(*) FROM pgqueue_workers") == [(0,)]

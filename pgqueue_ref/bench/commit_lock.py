@@ -57,14 +57,14 @@ _DEFER_VALUES = {
     "schedule_in": 0.0,
 }
 
-_ENQUEUE, _ENQUEUE_NAMES = to_numbered(str(QUERIES["enqueue_jobs"]))
+_ENQUEUE, _ENQUEUE_NAMES = to_numbered(str(QUERIES["enqueue_job"]))
 _ENQUEUE_VALUES: dict[str, object] = {
     "face": "queue",
-    "task_names": ["noop"],
-    "priorities": [0],
-    "queueing_locks": [None],
-    "schedule_ins": [0.0],
-    "headers": [None],
+    "task_name": "noop",
+    "priority": 0,
+    "queueing_lock": None,
+    "schedule_in": 0.0,
+    "header": None,
     "channel": CHANNEL,
 }
 
@@ -79,8 +79,8 @@ KINDS: dict[str, str] = {
 #: The Queue face's one-job enqueue (``Queries.enqueue``'s statement), the same two ways:
 #: ``commit_rates(dsn, kinds=KINDS | QUEUE_KINDS)``.
 QUEUE_KINDS: dict[str, str] = {
-    "enqueue_jobs, no consumer idle": _ENQUEUE,
-    "enqueue_jobs, a consumer idle": _ENQUEUE,
+    "enqueue_job, no consumer idle": _ENQUEUE,
+    "enqueue_job, a consumer idle": _ENQUEUE,
 }
 
 
@@ -198,7 +198,7 @@ async def _rate(conns: list[Any], sql: str, each: int) -> float:
             values = _DEFER_VALUES | {"args": json.dumps({"n": n})}
             return [values[name] for name in _DEFER_NAMES]
         if sql is _ENQUEUE:
-            enqueued = _ENQUEUE_VALUES | {"payloads": [str(n).encode()]}
+            enqueued = _ENQUEUE_VALUES | {"payload": str(n).encode()}
             return [enqueued[name] for name in _ENQUEUE_NAMES]
         return [json.dumps({"n": n})]
 
