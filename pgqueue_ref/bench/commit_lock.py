@@ -39,34 +39,19 @@ from typing import Any, Self
 import psycopg
 
 from ..embedded import EmbeddedPostgres
+from ..jobs import Face, JobSpec, spec_values
 from ..sql import CHANNEL, QUERIES, SCHEMA, to_numbered
 
 __all__ = ["KINDS", "QUEUE_KINDS", "CommitRates", "Notifications", "commit_rates", "durable_server"]
 
 _BARE = "CREATE TABLE IF NOT EXISTS bare_jobs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, args jsonb NOT NULL)"
 _DEFER, _DEFER_NAMES = to_numbered(str(QUERIES["defer_job"]))
-_DEFER_VALUES = {
-    "face": "app",
-    "queue": "default",
-    "task_name": "noop",
-    "payload": None,
-    "priority": 0,
-    "lock": None,
-    "queueing_lock": None,
-    "schedule_at": None,
-    "schedule_in": 0.0,
-}
-
+#: One no-op job, due now, as each statement takes it (the jobs' own parameters, from
+#: the same spec_values the library sends).
+_NOOP = JobSpec(task_name="noop", schedule_in=0.0)
+_DEFER_VALUES = spec_values(Face.APP, _NOOP)
 _ENQUEUE, _ENQUEUE_NAMES = to_numbered(str(QUERIES["enqueue_job"]))
-_ENQUEUE_VALUES: dict[str, object] = {
-    "face": "queue",
-    "task_name": "noop",
-    "priority": 0,
-    "queueing_lock": None,
-    "schedule_in": 0.0,
-    "header": None,
-    "channel": CHANNEL,
-}
+_ENQUEUE_VALUES = spec_values(Face.QUEUE, _NOOP) | {"header": None, "channel": CHANNEL}
 
 #: What each kind of producer sends, one row per transaction.
 KINDS: dict[str, str] = {
