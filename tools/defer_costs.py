@@ -42,7 +42,7 @@ from pgqueue_ref.sql import QUERIES, to_numbered
 
 Step = Callable[[int], Awaitable[Any]]
 
-WITHOUT_NOTIFY = """INSERT INTO pgqueue_jobs
+WITHOUT_WAKE = """INSERT INTO pgqueue_jobs
     (face, queue, task_name, args, payload, priority, lock, queueing_lock, scheduled_at)
 VALUES ($1::text, $2::text, $3::text, $4::text::jsonb, $5::bytea, $6::integer, $7::text,
         $8::text, coalesce($9::timestamptz, now() + make_interval(secs => $10::float8)))
@@ -96,7 +96,7 @@ async def main(count: int, per_round: int) -> None:
                 "plain INSERT into pgqueue_jobs, no NOTIFY": lambda n: conns[4].fetch(
                     PLAIN_INSERT, args(n)
                 ),
-                "defer_job without pgqueue_wake": lambda n: conns[2].fetch(WITHOUT_NOTIFY, *values),
+                "defer_job without pgqueue_wake": lambda n: conns[2].fetch(WITHOUT_WAKE, *values),
                 "defer_job, as sent": lambda n: conns[1].fetch(defer_job, *values),
             },
             count,

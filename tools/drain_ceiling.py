@@ -55,6 +55,8 @@ from pgqueue_ref.bench.minimal import (
     schema_loop,
 )
 from pgqueue_ref.embedded import EmbeddedPostgres
+from pgqueue_ref.jobs import Status
+from pgqueue_ref.manager import DeleteJobCondition, Outcome, finish_call
 from pgqueue_ref.sql import QUERIES, to_numbered
 
 FINISH, FINISH_NAMES = to_numbered(str(QUERIES["finish_jobs"]))
@@ -62,17 +64,12 @@ LIMIT = "minimal loop on our table (lock, run, delete: one transaction)"
 
 
 def _succeeded(ids: list[int], worker_id: int, *, delete: bool) -> list[Any]:
-    """``finish_jobs``' parameters, in ``$n`` order: every one of these jobs succeeded."""
-    outcome = {
-        "ids": ids,
-        "statuses": ["succeeded"] * len(ids),
-        "errors": [None] * len(ids),
-        "retry_ins": [None] * len(ids),
-        "handed_backs": [False] * len(ids),
-        "delete_statuses": ["succeeded"] if delete else [],
-        "worker_id": worker_id,
-    }
-    return [outcome[name] for name in FINISH_NAMES]
+    """``finish_jobs``' parameters in ``$n`` order, as the worker's flush builds them
+    (``finish_call``): every one of these jobs succeeded."""
+    outcomes = [Outcome(job_id, Status.SUCCEEDED) for job_id in ids]
+    retention = DeleteJobCondition.SUCCESSFUL if delete else DeleteJobCondition.NEVER
+    params = finish_call(outcomes, worker_id, retention).params
+    return [params[name] for name in FINISH_NAMES]
 
 
 async def minimal_on_our_table(dsn: str, jobs: int) -> float:
